@@ -1,0 +1,268 @@
+"""The ``ensemble`` command line: a thin layer over :class:`ensemble.Ensemble`.
+
+User errors print one line (``ensemble: error: ...``) and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ensemble.errors import EnsembleError
+from ensemble.manager import DEFAULT_SETUP_DIR, Ensemble
+from ensemble.spec import Run
+from ensemble.status import RunStatus
+
+
+def parse_ids(tokens: Sequence[str]) -> list[int]:
+    """Run ids from ``1 2 5-9`` or ``1,2,5-9``."""
+    ids: list[int] = []
+    for token in ",".join(tokens).split(","):
+        token = token.strip()
+        if not token:
+            continue
+        try:
+            if "-" in token:
+                low, high = (int(x) for x in token.split("-", 1))
+                ids.extend(range(low, high + 1))
+            else:
+                ids.append(int(token))
+        except ValueError:
+            raise EnsembleError(f"run ids: {token!r} is not a run id or a range such as 3-7") from None
+    return ids
+
+
+def _value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_samples(path: str) -> list[dict[str, Any]]:
+    """Samples from a CSV file with a header row; numbers become int or float."""
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            rows = list(csv.DictReader(stream))
+    except OSError as exc:
+        raise EnsembleError(f"samples: cannot read {path!r}: {exc.strerror}") from None
+    for number, row in enumerate(rows, start=2):
+        if None in row or None in row.values():
+            raise EnsembleError(f"samples: {path!r} line {number} has a different number of fields than the header")
+    return [{key: _value(value) for key, value in row.items()} for row in rows]
+
+
+def runs_from_csv(args: argparse.Namespace) -> list[Run]:
+    runs = []
+    for sample in read_samples(args.samples):
+        try:
+            run_args = args.args.format(**sample) if args.args else None
+        except (KeyError, IndexError, ValueError) as exc:
+            raise EnsembleError(f"--args: {args.args!r} cannot be formatted with sample {sample}: {exc!r}") from None
+        runs.append(Run(sample, run_args, tasks=args.tasks, cores_per_task=args.cores_per_task,
+                        gpus_per_task=args.gpus_per_task, timeout=args.timeout))
+    return runs
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "unlimited") else int(text)
+
+
+def cmd_create(args: argparse.Namespace) -> None:
+    make = Ensemble.create_overwrite if args.overwrite else Ensemble.create
+    ensemble = make(
+        application=args.application, runs=runs_from_csv(args), run_parse=args.run_parse or None,
+        run_copy=args.run_copy or None, run_symlink=args.run_symlink or None, run_dir_names=args.run_dir_names,
+        app_interface=args.app_interface, setup_dir=args.setup_dir, max_restarts=args.max_restarts,
+        max_failed_runs=args.max_failed_runs, app_is_batch_script=args.batch_script, abort_on=args.abort_on,
+        template_engine=args.template_engine, strict_templates=args.strict_templates)
+    print(f"created ensemble of {ensemble.count_by_status()} runs in {ensemble.setup_dir}")
+
+
+def cmd_add(args: argparse.Namespace) -> None:
+    runs = runs_from_csv(args)
+    _open(args).add_runs(runs)
+    print(f"added {len(runs)} runs")
+
+
+def _open(args: argparse.Namespace) -> Ensemble:
+    return Ensemble(args.setup_dir)
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    ensemble = _open(args)
+    if args.ids:
+        rows = [{"run_id": r["id"], "status": r["status"].label, "running": r["claimed_by"] is not None,
+                 "step": r["step"], "restarts": r["restarts"], "run_dir": r["run_dir"], "message": r["message"]}
+                for r in ensemble.runs(parse_ids(args.ids))]
+        if args.json:
+            print(json.dumps(rows, indent=1))
+        else:
+            print_table(rows)
+        return
+    counts = ensemble.status_counts()
+    if args.json:
+        print(json.dumps(counts))
+        return
+    for label in [s.label for s in RunStatus] + ["total"]:
+        extra = f"  ({counts['running']} running)" if label == "queued" and counts["running"] else ""
+        print(f"{label:>8}: {counts[label]}{extra}")
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no runs")
+        return
+    columns = list(rows[0])
+    text = [[("" if row[c] is None else str(row[c])) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in text)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in text:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def cmd_progress(args: argparse.Namespace) -> None:
+    done, total = _open(args).progress()
+    if args.json:
+        print(json.dumps({"completed": done, "total": total}))
+    else:
+        percent = 100.0 * done / total if total else 100.0
+        print(f"{done}/{total} runs completed ({percent:.1f}%)")
+
+
+def cmd_write(args: argparse.Namespace) -> None:
+    ensemble = _open(args)
+    writer = {"csv": ensemble.write_csv, "json": ensemble.write_json, "yaml": ensemble.write_yaml}[args.format]
+    if args.output in (None, "-"):
+        writer(sys.stdout)
+        return
+    tmp = Path(args.output + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as stream:
+        writer(stream)
+    tmp.replace(args.output)
+
+
+def cmd_dryrun(args: argparse.Namespace) -> None:
+    ids = _open(args).dry_run(*parse_ids(args.ids), verbosity=args.verbose)
+    print(f"prepared {len(ids)} run directories")
+
+
+def cmd_requeue(args: argparse.Namespace) -> None:
+    _open(args).requeue_runs(parse_ids(args.ids), hard=args.hard)
+
+
+def cmd_dequeue(args: argparse.Namespace) -> None:
+    _open(args).dequeue_runs(parse_ids(args.ids))
+
+
+def cmd_rundirs(args: argparse.Namespace) -> None:
+    pairs = _open(args).run_dirs(nonexistent=args.all)
+    if args.json:
+        print(json.dumps({str(i): d for i, d in pairs}))
+    else:
+        for run_id, run_dir in pairs:
+            print(f"{run_id}\t{run_dir}")
+
+
+def cmd_clear(args: argparse.Namespace) -> None:
+    Ensemble.clear(args.setup_dir)
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("samples", help="CSV file: a header of sample labels, one row per run")
+    parser.add_argument("--args", help="arguments for the application, formatted with the sample: '-x {x}'")
+    parser.add_argument("--tasks", type=int, default=1)
+    parser.add_argument("--cores-per-task", type=int, default=1)
+    parser.add_argument("--gpus-per-task", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=0, help="minutes per step (0: none)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ensemble", description="Create, run and inspect ensembles of runs.")
+    parser.add_argument("--setup-dir", default=DEFAULT_SETUP_DIR, help=f"setup directory (default {DEFAULT_SETUP_DIR})")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    create = sub.add_parser("create", help="create an ensemble from a CSV of samples")
+    _add_run_options(create)
+    create.add_argument("--application", required=True, help="program every run executes")
+    create.add_argument("--run-parse", action="append", help="file/glob parsed into each run dir (repeatable)")
+    create.add_argument("--run-copy", action="append", help="file/glob copied into each run dir (repeatable)")
+    create.add_argument("--run-symlink", action="append", help="file/glob symlinked into each run dir (repeatable)")
+    create.add_argument("--run-dir-names", help="format string for run directories, default runs/{run_id}")
+    create.add_argument("--app-interface", help="Python file with hooks")
+    create.add_argument("--max-restarts", type=_optional_int, default=0, help="restarts per run, or 'none'")
+    create.add_argument("--max-failed-runs", type=_optional_int, default=None)
+    create.add_argument("--no-batch-script", dest="batch_script", action="store_false",
+                        help="the application is a program, not a script to parse")
+    create.add_argument("--abort-on", type=int, action="append", help="exit code that aborts a run (repeatable)")
+    create.add_argument("--template-engine", choices=("tokens", "jinja"), default="tokens")
+    create.add_argument("--no-strict-templates", dest="strict_templates", action="store_false")
+    create.add_argument("--overwrite", action="store_true", help="replace an existing ensemble")
+    create.set_defaults(func=cmd_create)
+
+    add = sub.add_parser("add", help="add runs from a CSV of samples")
+    _add_run_options(add)
+    add.set_defaults(func=cmd_add)
+
+    status = sub.add_parser("status", help="counts per status, or a table of the given runs")
+    status.add_argument("ids", nargs="*", help="run ids or ranges (3-7)")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    progress = sub.add_parser("progress", help="completed / total runs")
+    progress.add_argument("--json", action="store_true")
+    progress.set_defaults(func=cmd_progress)
+
+    write = sub.add_parser("write", help="write a summary of every run")
+    write.add_argument("format", choices=("csv", "json", "yaml"))
+    write.add_argument("-o", "--output", help="file to write (default: standard output)")
+    write.set_defaults(func=cmd_write)
+
+    dryrun = sub.add_parser("dryrun", help="prepare run directories without running anything")
+    dryrun.add_argument("ids", nargs="*")
+    dryrun.add_argument("-v", "--verbose", action="count", default=0)
+    dryrun.set_defaults(func=cmd_dryrun)
+
+    requeue = sub.add_parser("requeue", help="queue completed runs again")
+    requeue.add_argument("ids", nargs="+")
+    requeue.add_argument("--hard", action="store_true", help="restart from step 0")
+    requeue.set_defaults(func=cmd_requeue)
+
+    dequeue = sub.add_parser("dequeue", help="kill queued or running runs")
+    dequeue.add_argument("ids", nargs="+")
+    dequeue.set_defaults(func=cmd_dequeue)
+
+    rundirs = sub.add_parser("rundirs", help="list run directories")
+    rundirs.add_argument("--json", action="store_true")
+    rundirs.add_argument("--all", action="store_true", help="include directories not created yet")
+    rundirs.set_defaults(func=cmd_rundirs)
+
+    clear = sub.add_parser("clear", help="delete the setup directory (run directories are kept)")
+    clear.set_defaults(func=cmd_clear)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (EnsembleError, ValueError, TypeError) as exc:
+        print(f"ensemble: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ensemble: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Changes to runs from outside the manager: the inbox and how commands apply.
+
+While a manager executes, it is the only writer of the database.  Other
+processes (the CLI, the Python API, applications through
+:mod:`ensemble.runtime`, on any node sharing the file system) drop commands as
+JSON files into ``<setup_dir>/inbox``; each file is written under a temporary
+name and renamed, so a reader never sees half of it.  The manager ingests the
+inbox within a second.  With no live manager, commands apply directly.
+
+A command applies inside one transaction together with a row in
+``inbox_done``, so a command is applied exactly once even if the process dies
+between committing and deleting the file.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ensemble.config import EnsembleConfig
+from ensemble.errors import EnsembleError
+from ensemble.intake import RunIntake
+from ensemble.lease import live_leases
+from ensemble.spec import CompositeRun, Step, to_json
+from ensemble.store import Store
+
+INBOX = "inbox"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Applied:
+    """What a batch of commands changed."""
+
+    changed: bool = False
+    stop: bool = False
+    added: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def inbox_dir(setup_dir: Path) -> Path:
+    return Path(setup_dir) / INBOX
+
+
+def post(setup_dir: Path, command: dict[str, Any]) -> Path:
+    """Write one command atomically into the inbox."""
+    inbox = inbox_dir(setup_dir)
+    name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.json"
+    tmp = inbox / f".{name}.tmp"
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write(to_json(command, "command"))
+        out.flush()
+        os.fsync(out.fileno())
+    final = inbox / name
+    os.rename(tmp, final)
+    return final
+
+
+def pending(setup_dir: Path) -> list[Path]:
+    """Inbox files waiting to be applied, oldest first."""
+    try:
+        names = sorted(e.name for e in os.scandir(inbox_dir(setup_dir)) if e.name.endswith(".json")
+                       and not e.name.startswith("."))
+    except FileNotFoundError:
+        return []
+    return [inbox_dir(setup_dir) / n for n in names]
+
+
+def composite_from_dict(data: dict[str, Any]) -> CompositeRun:
+    return CompositeRun(data["sample"], [Step.from_dict(s) for s in data["steps"]])
+
+
+def apply_command(store: Store, config: EnsembleConfig, command: dict[str, Any], applied: Applied) -> None:
+    """Apply one command inside the caller's transaction; raise EnsembleError if invalid."""
+    op = command.get("op")
+    if op == "add_runs":
+        runs = [composite_from_dict(r) for r in command["runs"]]
+        first = store.next_run_id()
+        rows = RunIntake(config, store.run_dir_set()).rows(runs, first)
+        store.insert_runs(first, rows)
+        if rows:
+            store.add_events([(None, "runs_added", {"first": first, "last": first + len(rows) - 1})])
+        applied.added += len(rows)
+    elif op == "set_result":
+        run_id = int(command["run_id"])
+        if not store.existing_run_ids([run_id]):
+            raise EnsembleError(f"run_id: no run {run_id} in this ensemble")
+        store.set_result(run_id, to_json(command["result"], "result"))
+        store.add_events([(run_id, "result_set", None)])
+    elif op in ("dequeue", "requeue"):
+        ids = [int(i) for i in command["run_ids"]]
+        changed = store.dequeue(ids) if op == "dequeue" else store.requeue(ids, bool(command.get("hard")))
+        kind = "killed" if op == "dequeue" else ("requeued_hard" if command.get("hard") else "requeued")
+        store.add_events([(i, kind, {"by": "dequeue"} if op == "dequeue" else None) for i in changed])
+    elif op == "on_completion":
+        store.set_meta("on_completion", command["spec"])
+    elif op == "stop":
+        store.set_meta("stop_requested", time.time())
+        store.add_events([(None, "stop_requested", command.get("reason"))])
+        applied.stop = True
+    else:
+        raise EnsembleError(f"op: unknown command {op!r}")
+    applied.changed = True
+    store.bump_generation()
+
+
+def apply_direct(store: Store, config: EnsembleConfig, commands: Iterable[dict[str, Any]]) -> Applied:
+    """Apply commands in one transaction; any error rolls all of them back and is raised."""
+    applied = Applied()
+    with store.transaction():
+        for command in commands:
+            apply_command(store, config, command, applied)
+    return applied
+
+
+def ingest(store: Store, config: EnsembleConfig, setup_dir: Path) -> Applied:
+    """Apply every pending inbox file once; invalid ones are logged and recorded, not raised."""
+    files = pending(setup_dir)
+    applied = Applied()
+    if not files:
+        return applied
+    with store.transaction():
+        for path in files:
+            if store.inbox_done(path.name):
+                continue
+            try:
+                command = json.loads(path.read_text(encoding="utf-8"))
+                store.conn.execute("SAVEPOINT command")
+                apply_command(store, config, command, applied)
+                store.conn.execute("RELEASE command")
+            except (EnsembleError, ValueError, TypeError, KeyError) as exc:
+                store.conn.execute("ROLLBACK TO command")
+                store.conn.execute("RELEASE command")
+                message = f"inbox command {path.name} rejected: {exc}"
+                log.error(message)
+                applied.errors.append(message)
+                store.add_events([(None, "command_rejected", {"file": path.name, "error": str(exc)})])
+            store.mark_inbox_done(path.name)
+    for path in files:
+        path.unlink(missing_ok=True)
+    return applied
+
+
+def submit(setup_dir: Path, store: Store, config: EnsembleConfig, command: dict[str, Any]) -> str:
+    """Apply a command now (no live manager) or hand it to the live manager.
+
+    Returns ``"applied"`` or ``"posted"``.  If the manager stops between the
+    post and its last ingest, this process ingests the inbox itself.
+    """
+    if not live_leases(store):
+        apply_direct(store, config, [command])
+        return "applied"
+    post(setup_dir, command)
+    if not live_leases(store):
+        ingest(store, config, setup_dir)
+        return "applied"
+    return "posted"
+

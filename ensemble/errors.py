@@ -1,0 +1,26 @@
+"""Exceptions raised for user errors (the CLI prints these as one line)."""
+from __future__ import annotations
+
+
+class EnsembleError(Exception):
+    """A user-facing error: bad input, missing ensemble, busy ensemble."""
+
+
+class SpecError(EnsembleError, ValueError):
+    """A run, step or ensemble option is invalid; the message names field and value."""
+
+
+class SpecTypeError(EnsembleError, TypeError):
+    """A run, step or ensemble option has the wrong type."""
+
+
+class TemplateError(EnsembleError, ValueError):
+    """An input deck refers to an unknown token or cannot be rendered."""
+
+
+class HookError(EnsembleError):
+    """The application interface module cannot be loaded or a hook failed."""
+
+
+class EnsembleBusy(EnsembleError):
+    """Another live manager holds the ensemble's lease."""

@@ -1,0 +1,97 @@
+"""The application interface: a user Python module with optional hooks.
+
+Hooks: ``prep_ensemble``, ``post_ensemble``, ``prep_run``, ``post_run``.  A
+hook receives, by name, whichever of these parameters it declares:
+``run_id``, ``sample``, ``run_dir``, ``setup_dir``.  During a call the
+environment carries the same values, so :mod:`ensemble.runtime` works inside
+hooks too; run hooks are called with the run directory as working directory.
+"""
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ensemble.errors import HookError
+
+HOOKS = ("prep_ensemble", "post_ensemble", "prep_run", "post_run")
+ENV_SETUP_DIR = "ENSEMBLE_SETUP_DIR"
+ENV_RUN_ID = "ENSEMBLE_RUN_ID"
+ENV_RUN_DIR = "ENSEMBLE_RUN_DIR"
+ENV_SAMPLE = "ENSEMBLE_SAMPLE"
+ENV_MANAGER = "ENSEMBLE_MANAGER"
+
+
+def load_interface(path: str | Path) -> ModuleType:
+    """Import the interface module from a file; raise HookError with its traceback."""
+    path = Path(path)
+    name = f"ensemble_app_interface_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise HookError(f"app_interface: {str(path)!r} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        raise HookError(f"app_interface: importing {str(path)!r} failed:\n{traceback.format_exc()}") from None
+    for hook in HOOKS:
+        if hasattr(module, hook) and not callable(getattr(module, hook)):
+            raise HookError(f"app_interface: {hook} in {str(path)!r} is not callable")
+    return module
+
+
+def run_env(setup_dir: str, run_id: int | None = None, run_dir: str | None = None,
+            sample: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Environment variables describing a run to the application."""
+    env = {ENV_SETUP_DIR: setup_dir}
+    if run_id is not None:
+        env[ENV_RUN_ID] = str(run_id)
+    if run_dir is not None:
+        env[ENV_RUN_DIR] = run_dir
+    if sample is not None:
+        env[ENV_SAMPLE] = json.dumps(sample)
+    return env
+
+
+@contextmanager
+def hook_context(env: Mapping[str, str], cwd: str | None) -> Iterator[None]:
+    """Temporarily set environment variables and the working directory."""
+    saved = {key: os.environ.get(key) for key in (ENV_SETUP_DIR, ENV_RUN_ID, ENV_RUN_DIR, ENV_SAMPLE)}
+    old_cwd = os.getcwd()
+    for key in saved:
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        yield
+    finally:
+        os.chdir(old_cwd)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def call_hook(module: ModuleType | None, hook: str, *, setup_dir: str, run_id: int | None = None,
+              run_dir: str | None = None, sample: Mapping[str, Any] | None = None) -> Any:
+    """Call ``hook`` if the module defines it; return its value (None if absent)."""
+    func = getattr(module, hook, None) if module is not None else None
+    if func is None:
+        return None
+    offered = {"run_id": run_id, "sample": sample, "run_dir": run_dir, "setup_dir": setup_dir}
+    params = inspect.signature(func).parameters
+    takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in offered.items() if takes_all or k in params}
+    with hook_context(run_env(setup_dir, run_id, run_dir, sample), run_dir):
+        sys.stdout.flush()
+        return func(**kwargs)

@@ -1,0 +1,75 @@
+"""Manager leases: which manager processes are executing an ensemble.
+
+A lease names host, pid and the pid's start time (so a reused pid is not taken
+for a live manager).  On the lease's own host liveness is checked directly;
+from another host by the heartbeat the manager refreshes.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+from ensemble.errors import EnsembleBusy
+from ensemble.store import Store
+
+HEARTBEAT_SECONDS = 10.0
+STALE_AFTER_SECONDS = 6 * HEARTBEAT_SECONDS
+HOST = socket.gethostname()
+
+
+def process_start_time(pid: int) -> str | None:
+    """Kernel start time of a process (field 22 of /proc/PID/stat), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+            data = stat.read()
+    except OSError:
+        return None
+    return data.rsplit(")", 1)[1].split()[19]
+
+
+def is_alive(lease: dict) -> bool:
+    """Whether the manager holding ``lease`` still runs."""
+    if lease["host"] == HOST:
+        return process_start_time(lease["pid"]) == lease["pid_start"]
+    return time.time() - lease["heartbeat"] < STALE_AFTER_SECONDS
+
+
+def live_leases(store: Store) -> list[dict]:
+    return [lease for lease in store.leases() if is_alive(lease)]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The lease this process holds."""
+
+    manager: str
+    host: str
+    pid: int
+
+
+def acquire(store: Store, allow_multiple: bool) -> tuple[Lease, list[dict]]:
+    """Take a lease inside the caller's transaction; return it and the dead leases found.
+
+    Raises EnsembleBusy if a live manager runs and either side does not allow multiple.
+    """
+    dead, live = [], []
+    for lease in store.leases():
+        (live if is_alive(lease) else dead).append(lease)
+    blocking = [lease for lease in live if not (allow_multiple and lease["allow_multiple"])]
+    if blocking:
+        other = blocking[0]
+        raise EnsembleBusy(
+            f"ensemble is already executing: manager pid {other['pid']} on {other['host']} since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(other['started']))} "
+            "(pass allow_multiple=True to both to share the work)")
+    pid = os.getpid()
+    lease = Lease(manager=f"{HOST}:{pid}:{uuid.uuid4().hex[:8]}", host=HOST, pid=pid)
+    now = time.time()
+    for old in dead:
+        store.drop_lease(old["manager"])
+    store.add_lease(dict(manager=lease.manager, host=HOST, pid=pid, pid_start=process_start_time(pid) or "",
+                         started=now, heartbeat=now, allow_multiple=int(allow_multiple)))
+    return lease, dead

@@ -1,0 +1,385 @@
+"""The :class:`Ensemble` manager: create, open, query and control an ensemble."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from ensemble import summaries
+from ensemble.config import EnsembleConfig, build_config
+from ensemble.control import submit
+from ensemble.errors import EnsembleError, SpecError, SpecTypeError
+from ensemble.hooks import call_hook, load_interface
+from ensemble.intake import RunIntake
+from ensemble.lease import live_leases
+from ensemble.rundir import RunDirPreparer, step_cwd
+from ensemble.spec import _check_args, to_json
+from ensemble.status import COMPLETED, RUN_ABORTED, RUN_FAILURE, RUN_KILLED, RUN_QUEUED, RUN_SUCCESS, RunStatus
+from ensemble.store import Store
+
+DEFAULT_SETUP_DIR = "./.ensemble_setup"
+LOG_DIR = "logs"
+INBOX_DIR = "inbox"
+
+
+def _setup_path(setup_dir: str | os.PathLike) -> Path:
+    if not isinstance(setup_dir, (str, os.PathLike)) or not os.fspath(setup_dir):
+        raise SpecTypeError(f"setup_dir: expected a directory path, got {setup_dir!r}")
+    return Path(os.path.abspath(os.fspath(setup_dir)))
+
+
+def _run_ids(run_ids: Any, what: str = "run_ids") -> list[int]:
+    if isinstance(run_ids, int) and not isinstance(run_ids, bool):
+        run_ids = [run_ids]
+    if isinstance(run_ids, (str, bytes)) or not isinstance(run_ids, Iterable):
+        raise SpecTypeError(f"{what}: expected an iterable of integer run ids, got {run_ids!r}")
+    ids = list(run_ids)
+    for run_id in ids:
+        if isinstance(run_id, bool) or not isinstance(run_id, int):
+            raise SpecTypeError(f"{what}: expected integer run ids, got {run_id!r}")
+    return ids
+
+
+class Ensemble:
+    """Handle to an ensemble stored in a setup directory.
+
+    ``Ensemble(setup_dir)`` opens an existing ensemble; use :meth:`create`
+    (or :meth:`create_overwrite`, :meth:`create_resume`) to make one.
+    """
+
+    RUN_QUEUED = RUN_QUEUED
+    RUN_SUCCESS = RUN_SUCCESS
+    RUN_FAILURE = RUN_FAILURE
+    RUN_ABORTED = RUN_ABORTED
+    RUN_KILLED = RUN_KILLED
+
+    def __init__(self, setup_dir: str | os.PathLike = DEFAULT_SETUP_DIR) -> None:
+        self.setup_dir = _setup_path(setup_dir)
+        if not self.exists(self.setup_dir):
+            raise EnsembleError(f"setup_dir: no ensemble in {str(self.setup_dir)!r} (create one first)")
+        self.store = Store.open(self.setup_dir)
+        self.config = EnsembleConfig.from_dict(self.store.get_meta("config"))
+
+    def __repr__(self) -> str:
+        return f"Ensemble({str(self.setup_dir)!r})"
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.store.close()
+
+    def __enter__(self) -> "Ensemble":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- creating ----------------------------------------------------------------
+    @classmethod
+    def create(cls, application: str | None = None, runs: Iterable[Any] | None = None, run_parse: Any = None,
+               run_copy: Any = None, run_symlink: Any = None, run_dir_names: str | None = None,
+               app_interface: str | None = None, setup_dir: str | os.PathLike = DEFAULT_SETUP_DIR,
+               max_restarts: int | None = 0, max_failed_runs: int | None = None, app_is_batch_script: bool = True,
+               use_flux: bool | str = False, abort_on: Sequence[int] | None = None, *,
+               template_engine: str = "tokens", strict_templates: bool = True) -> "Ensemble":
+        """Create a new ensemble and return a handle to it.
+
+        Everything is validated before anything is written; the setup
+        directory appears atomically (it is built under a temporary name and
+        renamed), so a failure or Ctrl-C leaves no setup directory behind.
+
+        Args:
+            application: program run by :class:`~ensemble.Run` objects.
+            runs: iterable of :class:`~ensemble.Run` / :class:`~ensemble.CompositeRun`;
+                run ids are 1, 2, ... in this order.
+            run_parse: path(s) or glob(s) of text files rendered into each run directory.
+            run_copy: path(s) or glob(s) copied into each run directory.
+            run_symlink: path(s) or glob(s) symlinked into each run directory.
+            run_dir_names: format string over sample labels and ``run_id``;
+                default ``runs/{run_id}`` relative to the current directory.
+            app_interface: path to a Python module with hooks (see :mod:`ensemble.hooks`).
+            setup_dir: where the ensemble's database and logs live.
+            max_restarts: restarts per failed run (None: unlimited).
+            max_failed_runs: stop the ensemble once more runs than this failed (None: no limit).
+            app_is_batch_script: whether ``application`` is a script to parse.
+            use_flux: launch steps through Flux (True, or the path to Flux).
+            abort_on: exit codes that mark a run aborted, with no restart.
+            template_engine: ``"tokens"`` (``%%name%%``) or ``"jinja"`` (opt-in Jinja2).
+            strict_templates: unknown tokens are errors (False leaves them as they are).
+
+        Raises:
+            EnsembleError: if an ensemble exists in ``setup_dir``.
+            ValueError, TypeError: for invalid arguments, naming field and value.
+        """
+        return cls._create(dict(application=application, runs=runs, run_parse=run_parse, run_copy=run_copy,
+                                run_symlink=run_symlink, run_dir_names=run_dir_names, app_interface=app_interface,
+                                max_restarts=max_restarts, max_failed_runs=max_failed_runs,
+                                app_is_batch_script=app_is_batch_script, use_flux=use_flux, abort_on=abort_on,
+                                template_engine=template_engine, strict_templates=strict_templates),
+                           setup_dir, overwrite=False)
+
+    @classmethod
+    def create_overwrite(cls, *args: Any, **kwargs: Any) -> "Ensemble":
+        """Like :meth:`create`, replacing an existing ensemble (only once the new one is valid)."""
+        return cls._create(*_split_create_args(args, kwargs), overwrite=True)
+
+    @classmethod
+    def create_resume(cls, *args: Any, **kwargs: Any) -> "Ensemble":
+        """Open the ensemble in ``setup_dir`` if there is one, else create it like :meth:`create`."""
+        options, setup_dir = _split_create_args(args, kwargs)
+        if cls.exists(setup_dir):
+            return cls(setup_dir)
+        return cls._create(options, setup_dir, overwrite=False)
+
+    @classmethod
+    def _create(cls, options: dict[str, Any], setup_dir: str | os.PathLike, overwrite: bool) -> "Ensemble":
+        setup = _setup_path(setup_dir)
+        if cls.exists(setup) and not overwrite:
+            raise EnsembleError(f"setup_dir: an ensemble already exists in {str(setup)!r} "
+                                "(use create_overwrite or create_resume)")
+        if setup.exists() and not cls.exists(setup) and (not setup.is_dir() or any(setup.iterdir())):
+            raise EnsembleError(f"setup_dir: {str(setup)!r} exists and is not an ensemble setup directory")
+        runs = options.pop("runs")
+        config = build_config(Path.cwd(), **options)
+        if config.app_interface:
+            load_interface(config.app_interface)
+        rows = RunIntake(config).rows(runs, 1)
+        tmp = setup.parent / f".{setup.name}.creating-{uuid.uuid4().hex[:8]}"
+        try:
+            tmp.mkdir(parents=True)
+            store = Store.create(tmp, {"config": config.to_dict(), "created": time.time()})
+            with store.transaction():
+                store.insert_runs(1, rows)
+                store.add_events([(None, "created", {"runs": len(rows)})])
+            store.close()
+            (tmp / LOG_DIR).mkdir()
+            (tmp / INBOX_DIR).mkdir()
+            if overwrite and cls.exists(setup):
+                cls.clear(setup)
+            if setup.is_dir():
+                setup.rmdir()
+            os.rename(tmp, setup)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls(setup)
+
+    @classmethod
+    def exists(cls, setup_dir: str | os.PathLike = DEFAULT_SETUP_DIR) -> bool:
+        """Whether an ensemble's setup exists in ``setup_dir``."""
+        return (_setup_path(setup_dir) / "ensemble.db").is_file()
+
+    @classmethod
+    def clear(cls, setup_dir: str | os.PathLike = DEFAULT_SETUP_DIR) -> None:
+        """Remove the setup directory (database, logs, inbox); run directories are kept.
+
+        Raises EnsembleError while a manager is executing the ensemble.
+        """
+        setup = _setup_path(setup_dir)
+        if not cls.exists(setup):
+            return
+        store = Store.open(setup)
+        try:
+            live = live_leases(store)
+        finally:
+            store.close()
+        if live:
+            raise EnsembleError(f"setup_dir: cannot clear {str(setup)!r} while manager pid {live[0]['pid']} "
+                                f"on {live[0]['host']} executes it")
+        shutil.rmtree(setup)
+
+    # -- status ------------------------------------------------------------------
+    def filter_by_status(self, *statuses: RunStatus | int | str) -> list[int]:
+        """Run ids with any of the given statuses (all runs if none given), ascending."""
+        return self.store.run_ids_with_status([RunStatus.parse(s) for s in statuses])
+
+    def count_by_status(self, *statuses: RunStatus | int | str) -> int:
+        """Number of runs with any of the given statuses (all runs if none given)."""
+        counts = self.store.counts_by_status()
+        wanted = [RunStatus.parse(s) for s in statuses] or list(RunStatus)
+        return sum(counts[s] for s in set(wanted))
+
+    def status_counts(self) -> dict[str, int]:
+        """Counts for every status plus ``running`` (queued runs a manager has taken) and ``total``."""
+        counts = {s.label: n for s, n in self.store.counts_by_status().items()}
+        counts["running"] = self.store.count_running()
+        counts["total"] = sum(counts[s.label] for s in RunStatus)
+        return counts
+
+    def count_running(self) -> int:
+        """Number of queued runs a manager is executing right now."""
+        return self.store.count_running()
+
+    def progress(self) -> tuple[int, int]:
+        """``(completed, total)``: succeeded, failed, aborted and killed runs are completed."""
+        counts = self.store.counts_by_status()
+        return sum(counts[s] for s in COMPLETED), sum(counts.values())
+
+    def run_dirs(self, nonexistent: bool = False) -> list[tuple[int, str]]:
+        """``(run_id, run_directory)`` pairs; only existing directories unless ``nonexistent``."""
+        pairs = self.store.run_dirs()
+        return pairs if nonexistent else [(i, d) for i, d in pairs if os.path.isdir(d)]
+
+    def runs(self, run_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+        """Full records (sample, steps, status, result, ...) of the given runs, or all."""
+        return self.store.runs(None if run_ids is None else _run_ids(run_ids))
+
+    def attempts(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        """Recorded attempts (start, end, host, exit code, signal, outcome, command)."""
+        return self.store.attempts(run_id)
+
+    def events(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        """Recorded state changes, oldest first."""
+        return self.store.events(run_id)
+
+    # -- changing runs -------------------------------------------------------------
+    def _submit(self, command: dict[str, Any]) -> str:
+        return submit(self.setup_dir, self.store, self.config, command)
+
+    def _check_existing(self, ids: list[int], what: str = "run_ids") -> None:
+        missing = sorted(set(ids) - self.store.existing_run_ids(ids))
+        if missing:
+            raise SpecError(f"{what}: no run {missing[0]} in this ensemble (ids are 1..{self.store.next_run_id() - 1})")
+
+    def add_runs(self, runs: Iterable[Any]) -> None:
+        """Add runs; a running manager picks them up within a second."""
+        first = self.store.next_run_id()
+        rows = RunIntake(self.config, self.store.run_dir_set()).rows(runs, first)
+        if rows:
+            self._submit({"op": "add_runs", "runs": [{"sample": json.loads(s), "steps": json.loads(t)}
+                                                     for s, t, _ in rows]})
+
+    def dequeue_runs(self, run_ids: Iterable[int]) -> None:
+        """Mark queued runs killed; a running manager also kills those in flight.
+
+        Completed runs are left as they are.
+        """
+        ids = _run_ids(run_ids)
+        self._check_existing(ids)
+        self._submit({"op": "dequeue", "run_ids": ids})
+
+    def requeue_runs(self, run_ids: Iterable[int], hard: bool = False) -> None:
+        """Queue completed runs again; ``hard`` restarts them from step 0 with no restarts used.
+
+        Runs still queued are left as they are.
+        """
+        ids = _run_ids(run_ids)
+        if not isinstance(hard, bool):
+            raise SpecTypeError(f"hard: expected True or False, got {hard!r}")
+        self._check_existing(ids)
+        self._submit({"op": "requeue", "run_ids": ids, "hard": hard})
+
+    def set_result(self, run_id: int, result: Any) -> None:
+        """Set the (JSON-serialisable) result of a run."""
+        self._check_existing(_run_ids(run_id, "run_id"), "run_id")
+        self._submit({"op": "set_result", "run_id": run_id, "result": json.loads(to_json(result, "result"))})
+
+    def on_completion(self, args: Sequence[str] | str, cwd: str = ".", stdout: str | None = None,
+                      stderr: str | None = None) -> None:
+        """Command run once every run has finished (only the latest call is kept).
+
+        Relative ``cwd``, ``stdout`` and ``stderr`` are taken from the current directory.
+        Output goes to ``<setup_dir>/logs/on_completion.{out,err}`` unless redirected.
+        """
+        argv = _check_args("on_completion.args", args)
+        if not argv:
+            raise SpecError(f"on_completion.args: must name a program, got {args!r}")
+        spec = {"args": argv, "cwd": os.path.abspath(cwd)}
+        for name, value in (("stdout", stdout), ("stderr", stderr)):
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise SpecTypeError(f"on_completion.{name}: expected a file path or None, got {value!r}")
+            spec[name] = None if value is None else os.path.abspath(value)
+        self._submit({"op": "on_completion", "spec": spec})
+
+    # -- summaries -----------------------------------------------------------------
+    def as_dataframe(self, include_none: bool = True):
+        """A pandas DataFrame indexed by run id: sample labels, result keys, status, restarts, timing.
+
+        Args:
+            include_none: keep runs that have no result.
+        """
+        return summaries.dataframe(self.store, include_none)
+
+    def write_csv(self, stream: IO[str]) -> None:
+        """Write one CSV row per run (the columns of :meth:`as_dataframe`)."""
+        summaries.write_csv(self.store, stream)
+
+    def write_json(self, stream: IO[str]) -> None:
+        """Write a JSON list with one object per run."""
+        summaries.write_json(self.store, stream)
+
+    def write_yaml(self, stream: IO[str]) -> None:
+        """Write a YAML list with one mapping per run."""
+        summaries.write_yaml(self.store, stream)
+
+    # -- preparation and hooks -----------------------------------------------------
+    def _interface(self):
+        return load_interface(self.config.app_interface) if self.config.app_interface else None
+
+    def dry_run(self, *run_ids: int, verbosity: int = 0) -> list[int]:
+        """Prepare run directories (copies, symlinks, parsed files, batch scripts) and call ``prep_run``.
+
+        Serial and launch-free, so safe on a login node.  Returns the run ids prepared.
+        """
+        ids = _run_ids(run_ids) or self.filter_by_status()
+        self._check_existing(ids)
+        if not isinstance(verbosity, int):
+            raise SpecTypeError(f"verbosity: expected an integer, got {verbosity!r}")
+        preparer, interface = RunDirPreparer(self.config), self._interface()
+        for run in self.store.runs(ids):
+            preparer.prepare(run["id"], run["run_dir"], run["sample"])
+            for step in run["steps"]:
+                if step["batch_script"]:
+                    cwd = step_cwd(run["run_dir"], step["cwd"])
+                    preparer.render_script(step["args"][0], cwd, run["id"], run["run_dir"], run["sample"], "")
+            call_hook(interface, "prep_run", setup_dir=str(self.setup_dir), run_id=run["id"],
+                      run_dir=run["run_dir"], sample=run["sample"])
+            if verbosity > 0:
+                print(f"dry run {run['id']}: prepared {run['run_dir']}")
+        return ids
+
+    def call_prep_ensemble(self) -> Any:
+        """Call the interface's ``prep_ensemble`` (if defined); return its value."""
+        return call_hook(self._interface(), "prep_ensemble", setup_dir=str(self.setup_dir))
+
+    def call_post_ensemble(self) -> Any:
+        """Call the interface's ``post_ensemble`` (if defined); return its value."""
+        return call_hook(self._interface(), "post_ensemble", setup_dir=str(self.setup_dir))
+
+    def call_post_run(self, run_id: int) -> Any:
+        """Call ``post_run`` for one run in its directory; return its value (None if undefined)."""
+        ids = _run_ids(run_id, "run_id")
+        self._check_existing(ids, "run_id")
+        run = self.store.runs(ids)[0]
+        Path(run["run_dir"]).mkdir(parents=True, exist_ok=True)
+        return call_hook(self._interface(), "post_run", setup_dir=str(self.setup_dir), run_id=run["id"],
+                         run_dir=run["run_dir"], sample=run["sample"])
+
+
+_CREATE_PARAMS = ("application", "runs", "run_parse", "run_copy", "run_symlink", "run_dir_names", "app_interface",
+                  "setup_dir", "max_restarts", "max_failed_runs", "app_is_batch_script", "use_flux", "abort_on")
+_CREATE_DEFAULTS: dict[str, Any] = dict(application=None, runs=None, run_parse=None, run_copy=None,
+                                        run_symlink=None, run_dir_names=None, app_interface=None,
+                                        setup_dir=DEFAULT_SETUP_DIR, max_restarts=0, max_failed_runs=None,
+                                        app_is_batch_script=True, use_flux=False, abort_on=None,
+                                        template_engine="tokens", strict_templates=True)
+
+
+def _split_create_args(args: tuple, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Bind ``create``-style arguments; return (options, setup_dir)."""
+    if len(args) > len(_CREATE_PARAMS):
+        raise SpecTypeError(f"create: takes at most {len(_CREATE_PARAMS)} positional arguments, got {len(args)}")
+    options = dict(_CREATE_DEFAULTS)
+    for name, value in zip(_CREATE_PARAMS, args):
+        options[name] = value
+    for name, value in kwargs.items():
+        if name not in options:
+            raise SpecTypeError(f"create: unexpected argument {name!r}")
+        if name in _CREATE_PARAMS[:len(args)]:
+            raise SpecTypeError(f"create: got two values for {name!r}")
+        options[name] = value
+    return options, options.pop("setup_dir")

@@ -1,0 +1,221 @@
+"""The ensemble specification: plain, validated, JSON-serialisable data.
+
+Nothing here touches the disk or the database.  Every constructor validates its
+arguments at once and raises :class:`~ensemble.errors.SpecError` (a
+``ValueError``) or :class:`~ensemble.errors.SpecTypeError` (a ``TypeError``)
+naming the field and the offending value.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ensemble.errors import SpecError, SpecTypeError
+
+#: Largest JSON size of one sample; samples travel to the application in an
+#: environment variable, whose per-string limit on Linux is 128 KiB.
+MAX_SAMPLE_BYTES = 64 * 1024
+
+
+def _json_default(value: Any) -> Any:
+    """Turn numpy scalars and arrays (and anything alike) into plain JSON values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{value!r} of type {type(value).__name__} is not JSON-serialisable")
+
+
+def to_json(value: Any, what: str) -> str:
+    """Serialise ``value`` to compact JSON or raise a SpecTypeError naming ``what``."""
+    try:
+        return json.dumps(value, default=_json_default, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise SpecTypeError(f"{what}: {exc}") from None
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if hasattr(value, "item") and isinstance(value.item(), int):
+            value = value.item()
+        else:
+            raise SpecTypeError(f"{name}: expected an integer, got {value!r}")
+    if value < minimum:
+        raise SpecError(f"{name}: must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_timeout(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecTypeError(f"{name}: expected a number of minutes, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise SpecError(f"{name}: must be a finite number of minutes >= 0, got {value!r}")
+    return float(value)
+
+
+def _check_args(name: str, args: Any) -> list[str]:
+    if isinstance(args, str):
+        try:
+            parts = shlex.split(args)
+        except ValueError as exc:
+            raise SpecError(f"{name}: cannot split {args!r}: {exc}") from None
+    elif isinstance(args, os.PathLike):
+        parts = [os.fspath(args)]
+    elif isinstance(args, Sequence):
+        parts = []
+        for i, arg in enumerate(args):
+            if isinstance(arg, bool) or not isinstance(arg, (str, os.PathLike, int, float)):
+                raise SpecTypeError(f"{name}[{i}]: expected a string, got {arg!r}")
+            parts.append(os.fspath(arg) if isinstance(arg, os.PathLike) else str(arg))
+    else:
+        raise SpecTypeError(f"{name}: expected a string or a sequence of strings, got {args!r}")
+    return parts
+
+
+def normalise_sample(sample: Any, what: str = "sample") -> dict[str, Any]:
+    """Validate a sample mapping and return a plain-JSON copy of it."""
+    if sample is None:
+        return {}
+    if not isinstance(sample, Mapping):
+        raise SpecTypeError(f"{what}: expected a mapping of labels to values, got {sample!r}")
+    for key in sample:
+        if not isinstance(key, str):
+            raise SpecTypeError(f"{what}: labels must be strings, got {key!r}")
+    text = to_json(dict(sample), what)
+    if len(text.encode()) > MAX_SAMPLE_BYTES:
+        raise SpecError(f"{what}: JSON form is {len(text)} bytes, more than the limit of {MAX_SAMPLE_BYTES}")
+    return json.loads(text)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One application launch within a run.
+
+    Args:
+        args: the application and its arguments, as a list or as one string
+            (split with :func:`shlex.split`).
+        tasks: total tasks (MPI ranks); ``srun -n``.
+        cores_per_task: cores per task; ``srun -c``.
+        gpus_per_task: GPUs per task.
+        timeout: limit in minutes (fractions allowed); 0 means no limit.
+        batch_script: ``args[0]`` is a text script that is parsed for
+            ``%%token%%`` and copied into ``cwd`` before it runs.
+        cwd: working directory, relative to the run directory unless absolute.
+    """
+
+    args: Sequence[str] | str
+    tasks: int = 1
+    cores_per_task: int = 1
+    gpus_per_task: int = 0
+    timeout: float = 0
+    batch_script: bool = True
+    cwd: str = "."
+
+    def __post_init__(self) -> None:
+        args = _check_args("Step.args", self.args)
+        if not args or not args[0]:
+            raise SpecError(f"Step.args: must name an application, got {self.args!r}")
+        object.__setattr__(self, "args", tuple(args))
+        object.__setattr__(self, "tasks", _check_int("Step.tasks", self.tasks, 1))
+        object.__setattr__(self, "cores_per_task", _check_int("Step.cores_per_task", self.cores_per_task, 1))
+        object.__setattr__(self, "gpus_per_task", _check_int("Step.gpus_per_task", self.gpus_per_task, 0))
+        object.__setattr__(self, "timeout", _check_timeout("Step.timeout", self.timeout))
+        if not isinstance(self.batch_script, bool):
+            raise SpecTypeError(f"Step.batch_script: expected True or False, got {self.batch_script!r}")
+        if not isinstance(self.cwd, (str, os.PathLike)) or not os.fspath(self.cwd):
+            raise SpecTypeError(f"Step.cwd: expected a non-empty path, got {self.cwd!r}")
+        object.__setattr__(self, "cwd", os.fspath(self.cwd))
+
+    @property
+    def cores(self) -> int:
+        """Cores the step occupies: ``tasks * cores_per_task``."""
+        return self.tasks * self.cores_per_task
+
+    @property
+    def gpus(self) -> int:
+        """GPUs the step occupies: ``tasks * gpus_per_task``."""
+        return self.tasks * self.gpus_per_task
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        data = asdict(self)
+        data["args"] = list(self.args)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Step":
+        """Inverse of :meth:`to_dict`."""
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class CompositeRun:
+    """One run of an ensemble: a sample and the steps executed in order.
+
+    Args:
+        sample: mapping of labels to JSON-serialisable values, used to fill
+            ``%%label%%`` tokens and reported in summaries.
+        steps: non-empty sequence of :class:`Step`.
+    """
+
+    sample: Mapping[str, Any] | None
+    steps: Sequence[Step] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sample", normalise_sample(self.sample, "CompositeRun.sample"))
+        if isinstance(self.steps, (str, bytes)) or not isinstance(self.steps, Sequence):
+            raise SpecTypeError(f"CompositeRun.steps: expected a sequence of Step, got {self.steps!r}")
+        if not self.steps:
+            raise SpecError("CompositeRun.steps: must hold at least one Step, got an empty sequence")
+        for i, step in enumerate(self.steps):
+            if not isinstance(step, Step):
+                raise SpecTypeError(f"CompositeRun.steps[{i}]: expected a Step, got {step!r}")
+        object.__setattr__(self, "steps", tuple(self.steps))
+
+    def steps_json(self) -> str:
+        """The steps as one JSON array."""
+        return json.dumps([s.to_dict() for s in self.steps], separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Run:
+    """A one-step run of the ensemble-wide ``application``.
+
+    Args:
+        sample: as for :class:`CompositeRun`.
+        args: command-line arguments appended to the application (string or list).
+        tasks, cores_per_task, gpus_per_task, timeout: as for :class:`Step`.
+    """
+
+    sample: Mapping[str, Any] | None = None
+    args: Sequence[str] | str | None = None
+    tasks: int = 1
+    cores_per_task: int = 1
+    gpus_per_task: int = 0
+    timeout: float = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sample", normalise_sample(self.sample, "Run.sample"))
+        args = [] if self.args is None else _check_args("Run.args", self.args)
+        object.__setattr__(self, "args", tuple(args))
+        object.__setattr__(self, "tasks", _check_int("Run.tasks", self.tasks, 1))
+        object.__setattr__(self, "cores_per_task", _check_int("Run.cores_per_task", self.cores_per_task, 1))
+        object.__setattr__(self, "gpus_per_task", _check_int("Run.gpus_per_task", self.gpus_per_task, 0))
+        object.__setattr__(self, "timeout", _check_timeout("Run.timeout", self.timeout))
+
+    def to_composite(self, application: str, batch_script: bool) -> CompositeRun:
+        """The equivalent :class:`CompositeRun` for a given application."""
+        step = Step(
+            [application, *self.args],
+            tasks=self.tasks,
+            cores_per_task=self.cores_per_task,
+            gpus_per_task=self.gpus_per_task,
+            timeout=self.timeout,
+            batch_script=batch_script,
+        )
+        return CompositeRun(self.sample, [step])
