@@ -118,11 +118,11 @@ def _check_unique_names(lists: dict[str, list[str]]) -> None:
 
 
 def resolve_executable(path: str, root: Path) -> str | None:
-    """Absolute path of an application given as a path or a command name, or None."""
-    if os.sep in path:
-        full = path if os.path.isabs(path) else str(root / path)
-        return os.path.abspath(full) if os.path.exists(full) else None
-    return shutil.which(path)
+    """Absolute path of an application: a file relative to ``root``, else a command on PATH, else None."""
+    full = path if os.path.isabs(path) else str(root / path)
+    if os.path.exists(full):
+        return os.path.abspath(full)
+    return None if os.sep in path else shutil.which(path)
 
 
 def build_config(

@@ -91,8 +91,8 @@ class RunIntake:
     def _resolve_program(self, step: Step, where: str) -> tuple[Step, set[str]]:
         path = resolve_executable(step.args[0], self.root)
         if not step.batch_script:
-            relative_file = os.sep in step.args[0] and path is not None
-            return replace(step, args=(path if relative_file else step.args[0],)), set()
+            local_file = path is not None and os.path.exists(self.root / step.args[0])
+            return replace(step, args=(path if local_file else step.args[0],)), set()
         if path is None or not os.path.isfile(path):
             raise SpecError(f"{where}.args[0]: batch script {step.args[0]!r} not found "
                             f"(relative to {self.root} or on PATH)")
