@@ -66,13 +66,15 @@ def _patterns(name: str, value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, (str, os.PathLike)):
-        return [os.fspath(value)]
+        value = [value]
     if not isinstance(value, Iterable):
         raise SpecTypeError(f"{name}: expected a path, a glob pattern or a list of them, got {value!r}")
     items = list(value)
     for item in items:
-        if not isinstance(item, (str, os.PathLike)) or not os.fspath(item):
+        if not isinstance(item, (str, os.PathLike)):
             raise SpecTypeError(f"{name}: expected paths or glob patterns, got item {item!r}")
+        if not os.fspath(item):
+            raise SpecError(f"{name}: paths and glob patterns must be non-empty, got {item!r}")
     return [os.fspath(i) for i in items]
 
 
@@ -146,8 +148,11 @@ def build_config(
         raise SpecTypeError(f"application: expected a path or command name, got {application!r}")
     if run_dir_names is None:
         run_dir_names = DEFAULT_RUN_DIR_NAMES
-    if not isinstance(run_dir_names, str) or not run_dir_names.strip():
+    if not isinstance(run_dir_names, str):
         raise SpecTypeError(f"run_dir_names: expected a format string such as 'runs/{{run_id}}', got {run_dir_names!r}")
+    if not run_dir_names.strip():
+        raise SpecError(f"run_dir_names: must be a non-empty format string such as 'runs/{{run_id}}', "
+                        f"got {run_dir_names!r}")
     interface = None
     if app_interface is not None:
         if not isinstance(app_interface, (str, os.PathLike)):

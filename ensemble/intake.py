@@ -20,6 +20,8 @@ from ensemble.spec import CompositeRun, Run, Step, to_json
 from ensemble.templating import RESERVED_TOKENS, Template
 
 Row = tuple[str, str, str]
+#: Tokens of the files a run renders: file path -> token name -> first line it appears on.
+FileTokens = dict[str, dict[str, int]]
 
 
 class RunIntake:
@@ -30,14 +32,14 @@ class RunIntake:
         self.root = Path(config.root_dir)
         self.dirs = set(existing_dirs or ())
         self.parse_tokens = self._parse_tokens()
-        self._steps: dict[tuple[Step, ...], tuple[str, set[str]]] = {}
-        self._scripts: dict[tuple[str, bool], tuple[Step, set[str]]] = {}
+        self._steps: dict[tuple[Step, ...], tuple[str, FileTokens]] = {}
+        self._scripts: dict[tuple[str, bool], tuple[Step, FileTokens]] = {}
 
-    def _parse_tokens(self) -> dict[str, set[str]]:
+    def _parse_tokens(self) -> FileTokens:
         tokens = {}
         for path in self.config.run_parse:
             template = Template.load(path, self.config.template_engine, self.config.strict_templates)
-            tokens[path] = set(template.tokens())
+            tokens[path] = template.tokens()
         return tokens
 
     def rows(self, runs: Iterable[Any] | None, first_id: int) -> list[Row]:
@@ -67,19 +69,19 @@ class RunIntake:
             return run.to_composite(self.config.application, self.config.app_is_batch_script)
         raise SpecTypeError(f"runs[{index}]: expected a Run or CompositeRun, got {run!r}")
 
-    def _steps_entry(self, steps: tuple[Step, ...], index: int) -> tuple[str, set[str]]:
+    def _steps_entry(self, steps: tuple[Step, ...], index: int) -> tuple[str, FileTokens]:
         entry = self._steps.get(steps)
         if entry is None:
-            resolved, tokens = [], set()
+            resolved, tokens = [], {}
             for k, step in enumerate(steps):
                 step, step_tokens = self._resolve_step(step, f"runs[{index}].steps[{k}]")
                 resolved.append(step.to_dict())
-                tokens |= step_tokens
+                tokens.update(step_tokens)
             entry = (json.dumps(resolved, separators=(",", ":")), tokens)
             self._steps[steps] = entry
         return entry
 
-    def _resolve_step(self, step: Step, where: str) -> tuple[Step, set[str]]:
+    def _resolve_step(self, step: Step, where: str) -> tuple[Step, FileTokens]:
         key = (step.args[0], step.batch_script)
         cached = self._scripts.get(key)
         if cached is None:
@@ -88,11 +90,11 @@ class RunIntake:
         program, tokens = cached
         return replace(step, args=(program.args[0], *step.args[1:]), batch_script=program.batch_script), tokens
 
-    def _resolve_program(self, step: Step, where: str) -> tuple[Step, set[str]]:
+    def _resolve_program(self, step: Step, where: str) -> tuple[Step, FileTokens]:
         path = resolve_executable(step.args[0], self.root)
         if not step.batch_script:
             local_file = path is not None and os.path.exists(self.root / step.args[0])
-            return replace(step, args=(path if local_file else step.args[0],)), set()
+            return replace(step, args=(path if local_file else step.args[0],)), {}
         if path is None or not os.path.isfile(path):
             raise SpecError(f"{where}.args[0]: batch script {step.args[0]!r} not found "
                             f"(relative to {self.root} or on PATH)")
@@ -101,10 +103,10 @@ class RunIntake:
         except TemplateError:
             warnings.warn(f"{where}.args[0]: {path!r} is not a text script; it runs as a plain executable "
                           "(pass batch_script=False / app_is_batch_script=False to silence this)", stacklevel=4)
-            return replace(step, args=(path,), batch_script=False), set()
-        return replace(step, args=(path,)), set(template.tokens())
+            return replace(step, args=(path,), batch_script=False), {}
+        return replace(step, args=(path,)), {path: template.tokens()}
 
-    def _check_tokens(self, sample: dict[str, Any], step_tokens: set[str], run_id: int) -> None:
+    def _check_tokens(self, sample: dict[str, Any], step_tokens: FileTokens, run_id: int) -> None:
         reserved = set(sample).intersection(RESERVED_TOKENS)
         if reserved:
             raise SpecError(f"sample of run {run_id}: label {sorted(reserved)[0]!r} is reserved "
@@ -112,16 +114,18 @@ class RunIntake:
         if not self.config.strict_templates:
             return
         known = set(sample).union(RESERVED_TOKENS)
-        for source, tokens in [*self.parse_tokens.items(), ("batch script", step_tokens)]:
-            missing = tokens - known
+        for source, tokens in [*self.parse_tokens.items(), *step_tokens.items()]:
+            missing = [name for name in tokens if name not in known]
             if missing:
-                raise TemplateError(f"{source}: token %%{sorted(missing)[0]}%% is not a label of run {run_id}'s "
-                                    f"sample {sample!r} (escape it as \\%%name%% or pass strict_templates=False)")
+                name = missing[0]
+                raise TemplateError(f"{source}, line {tokens[name]}: token %%{name}%% is not a label of run "
+                                    f"{run_id}'s sample {sample!r} (escape it as \\%%name%% or pass "
+                                    "strict_templates=False)")
 
     def _run_dir(self, sample: dict[str, Any], run_id: int) -> str:
         try:
             name = self.config.run_dir_names.format(**sample, run_id=run_id)
-        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
             raise SpecError(f"run_dir_names: {self.config.run_dir_names!r} cannot be formatted for run {run_id} "
                             f"with sample {sample!r}: {exc!r}") from None
         run_dir = os.path.normpath(self.root / name)

@@ -18,6 +18,7 @@ from ensemble.hooks import call_hook, load_interface
 from ensemble.intake import RunIntake
 from ensemble.lease import live_leases
 from ensemble.rundir import RunDirPreparer, step_cwd
+from ensemble.runtime import CONFIG_FILE
 from ensemble.spec import _check_args, to_json
 from ensemble.status import COMPLETED, RUN_ABORTED, RUN_FAILURE, RUN_KILLED, RUN_QUEUED, RUN_SUCCESS, RunStatus
 from ensemble.store import Store
@@ -156,6 +157,7 @@ class Ensemble:
                 store.insert_runs(1, rows)
                 store.add_events([(None, "created", {"runs": len(rows)})])
             store.close()
+            (tmp / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1), encoding="utf-8")
             (tmp / LOG_DIR).mkdir()
             (tmp / INBOX_DIR).mkdir()
             if overwrite and cls.exists(setup):
@@ -294,6 +296,31 @@ class Ensemble:
                 raise SpecTypeError(f"on_completion.{name}: expected a file path or None, got {value!r}")
             spec[name] = None if value is None else os.path.abspath(value)
         self._submit({"op": "on_completion", "spec": spec})
+
+    # -- execution -----------------------------------------------------------------
+    def execute_local(self, blocking: bool = False, timeout: float | None = None, parallelism: int | None = None,
+                      allow_multiple: bool = False, max_concurrency: int | None = None, *,
+                      cores: int | None = None, gpus: int | None = None) -> None:
+        """Execute the ensemble on this machine.
+
+        Args:
+            blocking: wait until the manager exits; otherwise it runs detached
+                (pid in ``<setup_dir>/manager.pid``, log in ``<setup_dir>/logs/``).
+            timeout: minutes to run; then running steps are killed and recorded
+                as interrupted (their runs stay queued).
+            parallelism: processes calling the application interface's hooks (default 1).
+            allow_multiple: let several managers share the work (each run still runs once).
+            max_concurrency: most runs in flight at once (default: as many as resources allow).
+            cores, gpus: resources to pack runs onto (default: detected on this machine).
+
+        Raises:
+            EnsembleBusy: another manager executes the ensemble (and multiple are not allowed).
+        """
+        from ensemble import execution
+
+        execution.execute_local(self.setup_dir, self.store, blocking=blocking, timeout=timeout,
+                                parallelism=parallelism, allow_multiple=allow_multiple,
+                                max_concurrency=max_concurrency, cores=cores, gpus=gpus)
 
     # -- summaries -----------------------------------------------------------------
     def as_dataframe(self, include_none: bool = True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import shlex
 from collections.abc import Mapping, Sequence
@@ -39,23 +40,33 @@ def to_json(value: Any, what: str) -> str:
         raise SpecTypeError(f"{what}: {exc}") from None
 
 
+def _plain_scalar(value: Any) -> Any:
+    """The Python value of a numpy(-like) scalar (via ``item()``); anything else unchanged."""
+    item = getattr(value, "item", None)
+    if isinstance(value, (bool, int, float, str)) or not callable(item):
+        return value
+    try:
+        return item()
+    except (TypeError, ValueError):
+        return value
+
+
 def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if hasattr(value, "item") and isinstance(value.item(), int):
-            value = value.item()
-        else:
-            raise SpecTypeError(f"{name}: expected an integer, got {value!r}")
-    if value < minimum:
+    plain = _plain_scalar(value)
+    if isinstance(plain, bool) or not isinstance(plain, int):
+        raise SpecTypeError(f"{name}: expected an integer, got {value!r}")
+    if plain < minimum:
         raise SpecError(f"{name}: must be >= {minimum}, got {value!r}")
-    return int(value)
+    return int(plain)
 
 
 def _check_timeout(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    plain = _plain_scalar(value)
+    if isinstance(plain, bool) or not isinstance(plain, (int, float)):
         raise SpecTypeError(f"{name}: expected a number of minutes, got {value!r}")
-    if not math.isfinite(value) or value < 0:
+    if not math.isfinite(plain) or plain < 0:
         raise SpecError(f"{name}: must be a finite number of minutes >= 0, got {value!r}")
-    return float(value)
+    return float(plain)
 
 
 def _check_args(name: str, args: Any) -> list[str]:
@@ -66,10 +77,10 @@ def _check_args(name: str, args: Any) -> list[str]:
             raise SpecError(f"{name}: cannot split {args!r}: {exc}") from None
     elif isinstance(args, os.PathLike):
         parts = [os.fspath(args)]
-    elif isinstance(args, Sequence):
+    elif isinstance(args, Sequence) and not isinstance(args, (bytes, bytearray)):
         parts = []
         for i, arg in enumerate(args):
-            if isinstance(arg, bool) or not isinstance(arg, (str, os.PathLike, int, float)):
+            if isinstance(arg, bool) or not isinstance(arg, (str, os.PathLike, numbers.Real)):
                 raise SpecTypeError(f"{name}[{i}]: expected a string, got {arg!r}")
             parts.append(os.fspath(arg) if isinstance(arg, os.PathLike) else str(arg))
     else:
@@ -127,8 +138,10 @@ class Step:
         object.__setattr__(self, "timeout", _check_timeout("Step.timeout", self.timeout))
         if not isinstance(self.batch_script, bool):
             raise SpecTypeError(f"Step.batch_script: expected True or False, got {self.batch_script!r}")
-        if not isinstance(self.cwd, (str, os.PathLike)) or not os.fspath(self.cwd):
-            raise SpecTypeError(f"Step.cwd: expected a non-empty path, got {self.cwd!r}")
+        if not isinstance(self.cwd, (str, os.PathLike)):
+            raise SpecTypeError(f"Step.cwd: expected a path, got {self.cwd!r}")
+        if not os.fspath(self.cwd):
+            raise SpecError(f"Step.cwd: must be a non-empty path, got {self.cwd!r}")
         object.__setattr__(self, "cwd", os.fspath(self.cwd))
 
     @property

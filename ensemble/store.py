@@ -351,6 +351,111 @@ class Store:
         self.conn.execute("INSERT OR IGNORE INTO inbox_done(name, time) VALUES (?, ?)", (name, time.time()))
 
 
+    # -- execution ---------------------------------------------------------------
+    def queued_ids(self, after: int, limit: int) -> list[int]:
+        """Queued, unclaimed run ids above ``after``, ascending."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM runs WHERE status=0 AND claimed_by IS NULL AND id>? ORDER BY id LIMIT ?", (after, limit))]
+
+    def count_queued(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status=0").fetchone()[0]
+
+    def attempt_counts(self, run_ids: Sequence[int]) -> dict[int, int]:
+        marks = ",".join("?" * len(run_ids))
+        return dict(self.conn.execute(
+            f"SELECT run_id, MAX(attempt) FROM attempts WHERE run_id IN ({marks}) GROUP BY run_id", list(run_ids)))
+
+    def statuses(self, run_ids: Sequence[int]) -> dict[int, RunStatus]:
+        out: dict[int, RunStatus] = {}
+        ids = list(run_ids)
+        for i in range(0, len(ids), 900):
+            chunk = ids[i:i + 900]
+            out.update((r[0], RunStatus(r[1])) for r in self.conn.execute(
+                f"SELECT id, status FROM runs WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        return out
+
+    def claim(self, manager: str, run_ids: Sequence[int]) -> list[int]:
+        """Atomically take queued, unclaimed runs (inside a transaction); return those taken."""
+        taken = []
+        for run_id in run_ids:
+            cur = self.conn.execute("UPDATE runs SET claimed_by=? WHERE id=? AND status=0 AND claimed_by IS NULL",
+                                    (manager, run_id))
+            if cur.rowcount:
+                taken.append(run_id)
+        return taken
+
+    def recover_orphans(self, now: float) -> tuple[int, int]:
+        """Close attempts and free runs of managers that hold no lease; return (attempts, runs)."""
+        attempts = self.conn.execute(
+            "UPDATE attempts SET end=?, outcome='interrupted' WHERE end IS NULL "
+            "AND manager NOT IN (SELECT manager FROM leases)", (now,)).rowcount
+        runs = self.conn.execute(
+            "UPDATE runs SET claimed_by=NULL WHERE claimed_by IS NOT NULL "
+            "AND claimed_by NOT IN (SELECT manager FROM leases)").rowcount
+        return attempts, runs
+
+    def count_failed(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status=?", (int(RunStatus.FAILURE),)).fetchone()[0]
+
+    def apply(self, ops: Sequence[tuple[str, tuple]]) -> None:
+        """Execute a :class:`WriteBatch`'s statements in order (inside a transaction)."""
+        for sql, params in ops:
+            self.conn.execute(sql, params)
+
+
+class WriteBatch:
+    """Changes collected by the engine during one loop turn, committed in one transaction."""
+
+    CLAIM = "UPDATE runs SET claimed_by=? WHERE id=?"
+    START = ("INSERT INTO attempts(run_id, step, attempt, manager, host, pid, start, command, placement) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    END = "UPDATE attempts SET end=?, exit_code=?, signal=?, outcome=? WHERE run_id=? AND attempt=?"
+    PROGRESS = "UPDATE runs SET step=?, restarts=? WHERE id=?"
+    COMPLETE = ("UPDATE runs SET status=?, claimed_by=NULL, step=?, restarts=?, message=?, "
+                "result=COALESCE(?, result) WHERE id=? AND status=0")
+    UNCLAIM = "UPDATE runs SET claimed_by=NULL, step=?, restarts=? WHERE id=?"
+    EVENT = "INSERT INTO events(time, run_id, kind, detail) VALUES (?, ?, ?, ?)"
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[str, tuple]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.ops)
+
+    def claim(self, manager: str, run_id: int) -> None:
+        self.ops.append((self.CLAIM, (manager, run_id)))
+
+    def start_attempt(self, run_id: int, step: int, attempt: int, manager: str, host: str, pid: int | None,
+                      start: float, command: list[str], placement: list[dict] | None) -> None:
+        self.ops.append((self.START, (run_id, step, attempt, manager, host, pid, start, json.dumps(command),
+                                      None if placement is None else json.dumps(placement))))
+
+    def end_attempt(self, run_id: int, attempt: int, end: float, exit_code: int | None, signal: int | None,
+                    outcome: str) -> None:
+        self.ops.append((self.END, (end, exit_code, signal, outcome, run_id, attempt)))
+
+    def progress(self, run_id: int, step: int, restarts: int) -> None:
+        self.ops.append((self.PROGRESS, (step, restarts, run_id)))
+
+    def complete(self, run_id: int, status: RunStatus, step: int, restarts: int, message: str | None,
+                 result_json: str | None) -> None:
+        self.ops.append((self.COMPLETE, (int(status), step, restarts, message, result_json, run_id)))
+
+    def unclaim(self, run_id: int, step: int, restarts: int) -> None:
+        self.ops.append((self.UNCLAIM, (step, restarts, run_id)))
+
+    def event(self, run_id: int | None, kind: str, detail: Any = None) -> None:
+        self.ops.append((self.EVENT, (time.time(), run_id, kind, None if detail is None else json.dumps(detail))))
+
+    def flush(self, store: "Store") -> None:
+        """Commit everything collected so far in one transaction."""
+        if not self.ops:
+            return
+        with store.transaction():
+            store.apply(self.ops)
+        self.ops = []
+
+
 def _run_row(r: tuple) -> dict[str, Any]:
     return dict(
         id=r[0], sample=json.loads(r[1]), steps=json.loads(r[2]), run_dir=r[3], status=RunStatus(r[4]),

@@ -1,0 +1,156 @@
+"""Hook workers: separate processes that call the application interface's hooks.
+
+User hook code never runs inside the manager, so a hook that changes the
+working directory, exits or crashes cannot take the manager down.  The manager
+and a worker exchange one JSON object per line over the worker's stdin and
+stdout (never pickle); a hook's own output goes to the log file named in the
+request.
+
+Request: ``{"id", "hook", "run_id", "run_dir", "sample", "log"}``.
+Reply: ``{"id", "ok", "value"}`` or ``{"id", "ok": false, "error": traceback}``.
+The first line a worker writes is ``{"hooks": [names it defines]}``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ensemble.hooks import ENV_MANAGER, ENV_SETUP_DIR, HOOKS, call_hook, load_interface
+from ensemble.spec import to_json
+
+
+def _serve(interface_path: str, setup_dir: str) -> None:
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    module = load_interface(interface_path)
+    protocol.write(json.dumps({"hooks": [h for h in HOOKS if hasattr(module, h)]}) + "\n")
+    for line in sys.stdin:
+        request = json.loads(line)
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        try:
+            value = call_hook(module, request["hook"], setup_dir=setup_dir, run_id=request.get("run_id"),
+                              run_dir=request.get("run_dir"), sample=request.get("sample"))
+            reply = {"id": request["id"], "ok": True, "value": json.loads(to_json(value, f"{request['hook']} value"))}
+        except BaseException as exc:  # a hook's failure, whatever it is, goes back to the manager
+            text = traceback.format_exc()
+            sys.stderr.write(text)
+            reply = {"id": request["id"], "ok": False, "error": f"{request['hook']} raised {exc!r}", "traceback": text}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(devnull, 1)
+        os.dup2(saved_err, 2)
+        protocol.write(json.dumps(reply) + "\n")
+    os.close(saved_out)
+
+
+@dataclass
+class HookWorker:
+    """The manager's handle to one worker process."""
+
+    popen: subprocess.Popen
+    hooks: frozenset[str]
+    busy: dict[str, Any] | None = None
+    buffer: bytes = b""
+
+    @property
+    def fd(self) -> int:
+        return self.popen.stdout.fileno()
+
+
+@dataclass
+class HookPool:
+    """``size`` workers, started on first use; each takes one request at a time."""
+
+    interface_path: str
+    setup_dir: str
+    manager_id: str
+    size: int = 1
+    workers: list[HookWorker] = field(default_factory=list)
+    backlog: deque = field(default_factory=deque)
+    next_id: int = 0
+
+    def start(self) -> frozenset[str]:
+        """Start the workers; return the hook names the interface defines."""
+        while len(self.workers) < self.size:
+            self.workers.append(self._spawn())
+        return self.workers[0].hooks
+
+    def _spawn(self) -> HookWorker:
+        env = {**os.environ, ENV_MANAGER: self.manager_id, ENV_SETUP_DIR: self.setup_dir}
+        popen = subprocess.Popen([sys.executable, "-m", "ensemble.hookworker", self.interface_path, self.setup_dir],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
+        hello = popen.stdout.readline()
+        if not hello:
+            code = popen.wait()
+            raise RuntimeError(f"hook worker for {self.interface_path} exited with {code} before starting")
+        return HookWorker(popen, frozenset(json.loads(hello)["hooks"]))
+
+    def submit(self, hook: str, log: str, run_id: int | None = None, run_dir: str | None = None,
+               sample: dict | None = None) -> int:
+        """Queue a hook call; return its request id."""
+        self.next_id += 1
+        self.backlog.append(dict(id=self.next_id, hook=hook, run_id=run_id, run_dir=run_dir, sample=sample, log=log))
+        self._dispatch()
+        return self.next_id
+
+    def _dispatch(self) -> None:
+        for worker in self.workers:
+            if not self.backlog:
+                return
+            if worker.busy is None:
+                worker.busy = self.backlog.popleft()
+                worker.popen.stdin.write((json.dumps(worker.busy) + "\n").encode())
+                worker.popen.stdin.flush()
+
+    def readable(self, fd: int) -> list[dict[str, Any]]:
+        """Read what a worker wrote; return completed replies (a dead worker fails its request)."""
+        worker = next(w for w in self.workers if w.fd == fd)
+        data = os.read(fd, 1 << 16)
+        replies = []
+        if not data:
+            code = worker.popen.wait()
+            if worker.busy is not None:
+                replies.append({"id": worker.busy["id"], "ok": False,
+                                "error": f"hook worker died (exit code {code}) during {worker.busy['hook']}"})
+            self.workers[self.workers.index(worker)] = replacement = self._spawn()
+            replies.append({"replaced": fd, "fd": replacement.fd})
+            self._dispatch()
+            return replies
+        worker.buffer += data
+        while b"\n" in worker.buffer:
+            line, worker.buffer = worker.buffer.split(b"\n", 1)
+            replies.append(json.loads(line))
+            worker.busy = None
+        self._dispatch()
+        return replies
+
+    def stop(self) -> None:
+        """Close the workers' input and wait for them (killing stragglers)."""
+        for worker in self.workers:
+            try:
+                worker.popen.stdin.close()
+            except OSError:
+                pass
+        for worker in self.workers:
+            try:
+                worker.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.popen.pid, 9)
+                worker.popen.wait()
+            worker.popen.stdout.close()
+        self.workers.clear()
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], sys.argv[2])

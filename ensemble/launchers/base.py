@@ -1,0 +1,33 @@
+"""The launcher interface."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from ensemble.resources import Placement
+from ensemble.spec import Step
+
+
+class Launcher(ABC):
+    """Builds the command line and environment that start one step on its placement.
+
+    A launcher is a leaf: it never writes state and never calls the scheduler.
+    """
+
+    name = "base"
+
+    @abstractmethod
+    def prefix(self, step: Step, placement: Placement) -> list[str]:
+        """Words put in front of the application (``%%ensemble_launch%%`` in batch scripts)."""
+
+    def command(self, step: Step, placement: Placement, argv: Sequence[str], batch_script: bool) -> list[str]:
+        """The full command: a batch script launches its own parallel work, anything else is prefixed."""
+        return list(argv) if batch_script else [*self.prefix(step, placement), *argv]
+
+    def env(self, step: Step, placement: Placement, has_gpus: bool) -> dict[str, str]:
+        """Variables binding the step to its cores and GPUs."""
+        env = {"OMP_NUM_THREADS": str(step.cores_per_task)}
+        if has_gpus:
+            devices = ",".join(str(g) for g in placement.gpus)
+            env.update(CUDA_VISIBLE_DEVICES=devices, ROCR_VISIBLE_DEVICES=devices, HIP_VISIBLE_DEVICES=devices)
+        return env

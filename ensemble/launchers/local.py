@@ -1,0 +1,18 @@
+"""Plain processes on this machine."""
+from __future__ import annotations
+
+from ensemble.launchers.base import Launcher
+from ensemble.resources import Placement
+from ensemble.spec import Step
+
+
+class LocalLauncher(Launcher):
+    """Starts one process per step; it owns ``tasks * cores_per_task`` cores and its GPUs.
+
+    The prefix is empty, so ``%%ensemble_launch%%`` in a batch script disappears.
+    """
+
+    name = "local"
+
+    def prefix(self, step: Step, placement: Placement) -> list[str]:
+        return []

@@ -1,0 +1,5 @@
+"""Allocation providers: how the resources an engine runs on are obtained."""
+from ensemble.providers.base import Provider
+from ensemble.providers.local import LocalProvider
+
+__all__ = ["LocalProvider", "Provider"]
