@@ -170,6 +170,31 @@ def cmd_rundirs(args: argparse.Namespace) -> None:
             print(f"{run_id}\t{run_dir}")
 
 
+def cmd_execute(args: argparse.Namespace) -> None:
+    ensemble = _open(args)
+    ensemble.execute_local(blocking=args.block, timeout=args.timeout, parallelism=args.parallelism,
+                           allow_multiple=args.allow_multiple, max_concurrency=args.max_concurrency,
+                           cores=args.cores, gpus=args.gpus)
+    if args.block:
+        counts = ensemble.status_counts()
+        print(" ".join(f"{k}={v}" for k, v in counts.items()))
+    else:
+        pid = (ensemble.setup_dir / "manager.pid").read_text().strip()
+        print(f"manager pid {pid} running; log: {ensemble.setup_dir / 'logs' / 'manager.log'}")
+
+
+def cmd_attempts(args: argparse.Namespace) -> None:
+    ensemble = _open(args)
+    rows = [a for run_id in parse_ids(args.ids) for a in ensemble.attempts(run_id)]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    print_table([{"run_id": a["run_id"], "step": a["step"], "attempt": a["attempt"], "outcome": a["outcome"],
+                  "exit": a["exit_code"] if a["signal"] is None else f"signal {a['signal']}",
+                  "seconds": None if a["end"] is None else f"{a['end'] - a['start']:.3f}", "host": a["host"],
+                  "command": " ".join(a["command"])} for a in rows])
+
+
 def cmd_clear(args: argparse.Namespace) -> None:
     Ensemble.clear(args.setup_dir)
 
@@ -242,6 +267,21 @@ def build_parser() -> argparse.ArgumentParser:
     rundirs.add_argument("--json", action="store_true")
     rundirs.add_argument("--all", action="store_true", help="include directories not created yet")
     rundirs.set_defaults(func=cmd_rundirs)
+
+    execute = sub.add_parser("execute", help="execute the ensemble on this machine")
+    execute.add_argument("--block", action="store_true", help="wait until the manager exits")
+    execute.add_argument("--max-concurrency", type=int, help="most runs in flight at once")
+    execute.add_argument("--timeout", type=float, help="minutes to run, then interrupt running steps")
+    execute.add_argument("--cores", type=int, help="cores to use (default: detected)")
+    execute.add_argument("--gpus", type=int, help="GPUs to use (default: detected)")
+    execute.add_argument("--parallelism", type=int, help="hook worker processes (default 1)")
+    execute.add_argument("--allow-multiple", action="store_true", help="share the work with other managers")
+    execute.set_defaults(func=cmd_execute)
+
+    attempts = sub.add_parser("attempts", help="every recorded attempt of the given runs")
+    attempts.add_argument("ids", nargs="+")
+    attempts.add_argument("--json", action="store_true")
+    attempts.set_defaults(func=cmd_attempts)
 
     clear = sub.add_parser("clear", help="delete the setup directory (run directories are kept)")
     clear.set_defaults(func=cmd_clear)

@@ -355,6 +355,8 @@ class Engine:
             if scanned >= SCAN_WINDOW or (limit is not None and self.inflight + len(chosen) >= limit):
                 break
             scanned += 1
+            if not self.pool.any_free():
+                break
             placement = None
             if run.step < len(run.steps):
                 step = run.steps[run.step]
@@ -448,7 +450,8 @@ class Engine:
         argv = list(step.args)
         base = os.path.join(run.run_dir, f"ensemble.step{run.step}.attempt{run.attempts}")
         try:
-            os.makedirs(cwd, exist_ok=True)
+            if step.cwd != ".":
+                os.makedirs(cwd, exist_ok=True)
             if step.batch_script:
                 argv[0] = self.preparer.render_script(argv[0], cwd, run.id, run.run_dir, run.sample,
                                                       shlex.join(prefix))

@@ -96,6 +96,8 @@ def _spawn_detached(setup_dir: Path, spec: dict[str, Any], store: Store) -> None
         if any(lease["pid"] == popen.pid for lease in store.leases()):
             return
         code = popen.poll()
+        if code == 0:
+            return
         if code is not None:
             tail = (setup_dir / "logs" / "manager.out").read_text(errors="replace").strip().splitlines()[-1:]
             raise EnsembleError(f"manager exited with {code} at start: {tail[0] if tail else 'no output'}")

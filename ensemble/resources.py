@@ -70,6 +70,10 @@ class Pool:
     def total_gpus(self) -> int:
         return sum(len(n.gpus) for n in self.nodes)
 
+    def any_free(self) -> bool:
+        """Whether any core is free anywhere."""
+        return any(self.free_cores.values())
+
     @staticmethod
     def _tasks_fitting(cores: int, gpus: int, cores_per_task: int, gpus_per_task: int) -> int:
         fit = cores // cores_per_task

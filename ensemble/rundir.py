@@ -32,7 +32,7 @@ class RunDirPreparer:
     def prepare(self, run_id: int, run_dir: str, sample: Mapping[str, Any]) -> None:
         """Create ``run_dir`` and fill it with copies, symlinks and parsed files."""
         target = Path(run_dir)
-        target.mkdir(parents=True, exist_ok=True)
+        os.makedirs(run_dir, exist_ok=True)
         for src in self.config.run_copy:
             dest = target / os.path.basename(src)
             if os.path.isdir(src):
