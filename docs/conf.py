@@ -36,7 +36,6 @@ templates_path: list[str] = []
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented"
 autodoc_member_order = "bysource"
-autodoc_default_options = {"show-inheritance": False}
 autoclass_content = "class"
 nitpicky = False
 

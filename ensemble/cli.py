@@ -100,7 +100,7 @@ def cmd_status(args: argparse.Namespace) -> None:
     if args.ids:
         rows = [{"run_id": r["id"], "status": r["status"].label, "running": r["claimed_by"] is not None,
                  "step": r["step"], "restarts": r["restarts"], "run_dir": r["run_dir"], "message": r["message"]}
-                for r in ensemble.runs(parse_ids(args.ids))]
+                for r in ensemble.runs(ensemble.check_run_ids(parse_ids(args.ids)))]
         if args.json:
             print(json.dumps(rows, indent=1))
         else:
@@ -172,15 +172,14 @@ def cmd_rundirs(args: argparse.Namespace) -> None:
 
 def cmd_execute(args: argparse.Namespace) -> None:
     ensemble = _open(args)
-    ensemble.execute_local(blocking=args.block, timeout=args.timeout, parallelism=args.parallelism,
+    pid = ensemble.execute_local(blocking=args.block, timeout=args.timeout, parallelism=args.parallelism,
                            allow_multiple=args.allow_multiple, max_concurrency=args.max_concurrency,
                            cores=args.cores, gpus=args.gpus)
     if args.block:
         counts = ensemble.status_counts()
         print(" ".join(f"{k}={v}" for k, v in counts.items()))
     else:
-        pid = (ensemble.setup_dir / "manager.pid").read_text().strip()
-        print(f"manager pid {pid} running; log: {ensemble.setup_dir / 'logs' / 'manager.log'}")
+        print(f"manager pid {pid} started; log: {ensemble.setup_dir / 'logs' / 'manager.log'}")
 
 
 def cmd_attempts(args: argparse.Namespace) -> None:

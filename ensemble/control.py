@@ -129,12 +129,14 @@ def ingest(store: Store, config: EnsembleConfig, setup_dir: Path) -> Applied:
         for path in files:
             if store.inbox_done(path.name):
                 continue
+            store.conn.execute("SAVEPOINT command")
             try:
                 command = json.loads(path.read_text(encoding="utf-8"))
-                store.conn.execute("SAVEPOINT command")
+                if not isinstance(command, dict):
+                    raise EnsembleError(f"expected a JSON object, got {type(command).__name__}")
                 apply_command(store, config, command, applied)
                 store.conn.execute("RELEASE command")
-            except (EnsembleError, ValueError, TypeError, KeyError) as exc:
+            except (EnsembleError, ValueError, TypeError, KeyError, OSError) as exc:
                 store.conn.execute("ROLLBACK TO command")
                 store.conn.execute("RELEASE command")
                 message = f"inbox command {path.name} rejected: {exc}"

@@ -34,7 +34,7 @@ from ensemble.hooks import ENV_MANAGER, run_env
 from ensemble.hookworker import HookPool
 from ensemble.launchers import Launcher
 from ensemble.lease import HEARTBEAT_SECONDS, HOST, Lease, acquire
-from ensemble.procs import Child, kill_tagged, reap, signal_group, spawn
+from ensemble.procs import Child, Spawner, kill_tagged, reap, signal_group
 from ensemble.providers import Provider
 from ensemble.resources import Placement, Pool
 from ensemble.rundir import RunDirPreparer, step_cwd
@@ -109,6 +109,8 @@ class Engine:
         self.preparer = RunDirPreparer(self.config)
         self.batch = WriteBatch()
         self.selector = selectors.DefaultSelector()
+        self.spawner = Spawner()
+        self.selector.register(self.spawner.fd, selectors.EVENT_READ, "spawned")
         self.lease: Lease | None = None
         self.hooks: HookPool | None = None
         self.hook_names: frozenset[str] = frozenset()
@@ -196,6 +198,8 @@ class Engine:
 
     def _shutdown(self) -> None:
         """Whatever happened: no process left, no run left claimed, lease released."""
+        for (run_id, command), result in self.spawner.close():
+            self._spawned(self.runs[run_id], command, result)
         now = time.time()
         for run in list(self.runs.values()):
             if run.child is not None:
@@ -248,6 +252,8 @@ class Engine:
                 self._on_exit(self.by_pidfd.pop(key.fd))
             elif key.data == "hook":
                 self._on_hook_output(key.fd)
+            elif key.data == "spawned":
+                self._on_spawned()
             elif key.data == "signal":
                 self._drain_signal_pipe()
         now = time.monotonic()
@@ -298,7 +304,7 @@ class Engine:
         self._stop(reason)
         self.interrupting = True
         for run in list(self.runs.values()):
-            if run.child is not None:
+            if run.phase is Phase.STEP:
                 self._kill(run, "interrupted")
 
     # -- picking and launching ------------------------------------------------------------
@@ -332,7 +338,7 @@ class Engine:
             if status is not RunStatus.KILLED:
                 continue
             run = self.runs[run_id]
-            if run.child is not None:
+            if run.phase is Phase.STEP:
                 self._kill(run, "dequeued")
             elif run in self.ready:
                 self.ready.remove(run)
@@ -459,24 +465,44 @@ class Engine:
             env = {**self.base_env, **self.launcher.env(step, placement, self.has_gpus),
                    **run_env(str(self.setup_dir), run.id, run.run_dir, run.sample),
                    "ENSEMBLE_STEP": str(run.step), "ENSEMBLE_ATTEMPT": str(run.attempts)}
-            run.child = spawn(command, cwd, env, base + ".out", base + ".err")
         except (OSError, EnsembleError) as exc:
-            self.batch.start_attempt(run.id, run.step, run.attempts, self.lease.manager, HOST, None,
-                                     run.attempt_started, argv, placement.to_list())
-            self._step_done(run, time.time(), None, "launch_error", f"step {run.step} could not start: {exc}")
+            self._spawned(run, argv, exc)
             return
-        self.batch.start_attempt(run.id, run.step, run.attempts, self.lease.manager, HOST, run.child.pid,
-                                 run.attempt_started, command, placement.to_list())
-        self.by_pidfd[run.child.pidfd] = run
-        self.selector.register(run.child.pidfd, selectors.EVENT_READ, "child")
-        if step.timeout:
-            heapq.heappush(self.timers, Timer(time.monotonic() + step.timeout * 60, run.id, run.attempts, "timeout"))
+        self.spawner.submit((run.id, command), command, cwd, env, base + ".out", base + ".err")
+
+    def _on_spawned(self) -> None:
+        for (run_id, command), result in self.spawner.collect():
+            self._spawned(self.runs[run_id], command, result)
+
+    def _spawned(self, run: RunState, command: list[str], result: Child | BaseException) -> None:
+        """A step's process started (or could not start): record the attempt, watch the process."""
+        placement = run.placement.to_list()
+        if not isinstance(result, Child):
+            self.batch.start_attempt(run.id, run.step, run.attempts, self.lease.manager, HOST, None,
+                                     run.attempt_started, command, placement)
+            self._step_done(run, time.time(), None, "launch_error", f"step {run.step} could not start: {result}")
+            return
+        run.child = result
+        self.batch.start_attempt(run.id, run.step, run.attempts, self.lease.manager, HOST, result.pid,
+                                 run.attempt_started, command, placement)
+        self.by_pidfd[result.pidfd] = run
+        self.selector.register(result.pidfd, selectors.EVENT_READ, "child")
+        timeout = run.steps[run.step].timeout
+        if timeout:
+            heapq.heappush(self.timers, Timer(time.monotonic() + timeout * 60, run.id, run.attempts, "timeout"))
+        if run.kill_reason is not None:
+            self._signal_kill(run)
 
     # -- exits, timeouts, kills ---------------------------------------------------------------
     def _kill(self, run: RunState, reason: str) -> None:
+        """Kill a running step (or, if its process is still starting, as soon as it has started)."""
         if run.kill_reason is not None:
             return
         run.kill_reason = reason
+        if run.child is not None:
+            self._signal_kill(run)
+
+    def _signal_kill(self, run: RunState) -> None:
         signal_group(run.child.pid, signal.SIGTERM)
         heapq.heappush(self.timers, Timer(time.monotonic() + self.options.kill_grace, run.id, run.attempts, "kill"))
 

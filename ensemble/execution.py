@@ -54,7 +54,7 @@ def _check_not_busy(store: Store, allow_multiple: bool) -> None:
                                "(pass allow_multiple=True to both to share the work)")
 
 
-def execute_local(setup_dir: Path, store: Store, blocking: bool, **options: Any) -> None:
+def execute_local(setup_dir: Path, store: Store, blocking: bool, **options: Any) -> int | None:
     """Validate options, then run the engine here (blocking) or detached."""
     if not isinstance(blocking, bool):
         raise SpecTypeError(f"blocking: expected True or False, got {blocking!r}")
@@ -64,8 +64,8 @@ def execute_local(setup_dir: Path, store: Store, blocking: bool, **options: Any)
         code = run_engine(setup_dir, dict(spec))
         if code == 130:
             raise KeyboardInterrupt
-        return
-    _spawn_detached(setup_dir, spec, store)
+        return None
+    return _spawn_detached(setup_dir, spec, store)
 
 
 def run_engine(setup_dir: Path, spec: dict[str, Any]) -> int:
@@ -84,7 +84,8 @@ def run_engine(setup_dir: Path, spec: dict[str, Any]) -> int:
         handler.close()
 
 
-def _spawn_detached(setup_dir: Path, spec: dict[str, Any], store: Store) -> None:
+def _spawn_detached(setup_dir: Path, spec: dict[str, Any], store: Store) -> int:
+    """Start a manager process and wait until it holds the lease (or finished); return its pid."""
     out = open(setup_dir / "logs" / "manager.out", "ab")
     with out:
         popen = subprocess.Popen([sys.executable, "-m", "ensemble.execution", str(setup_dir), json.dumps(spec)],
@@ -94,10 +95,10 @@ def _spawn_detached(setup_dir: Path, spec: dict[str, Any], store: Store) -> None
     deadline = time.monotonic() + START_WAIT_SECONDS
     while time.monotonic() < deadline:
         if any(lease["pid"] == popen.pid for lease in store.leases()):
-            return
+            return popen.pid
         code = popen.poll()
         if code == 0:
-            return
+            return popen.pid
         if code is not None:
             tail = (setup_dir / "logs" / "manager.out").read_text(errors="replace").strip().splitlines()[-1:]
             raise EnsembleError(f"manager exited with {code} at start: {tail[0] if tail else 'no output'}")

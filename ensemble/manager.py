@@ -141,7 +141,7 @@ class Ensemble:
         setup = _setup_path(setup_dir)
         if cls.exists(setup) and not overwrite:
             raise EnsembleError(f"setup_dir: an ensemble already exists in {str(setup)!r} "
-                                "(use create_overwrite or create_resume)")
+                                "(use create_overwrite or create_resume; ensemble create --overwrite)")
         if setup.exists() and not cls.exists(setup) and (not setup.is_dir() or any(setup.iterdir())):
             raise EnsembleError(f"setup_dir: {str(setup)!r} exists and is not an ensemble setup directory")
         runs = options.pop("runs")
@@ -242,6 +242,12 @@ class Ensemble:
     def _submit(self, command: dict[str, Any]) -> str:
         return submit(self.setup_dir, self.store, self.config, command)
 
+    def check_run_ids(self, run_ids: Iterable[int]) -> list[int]:
+        """The ids as a list; raise SpecError naming the first id that is not a run of this ensemble."""
+        ids = _run_ids(run_ids)
+        self._check_existing(ids)
+        return ids
+
     def _check_existing(self, ids: list[int], what: str = "run_ids") -> None:
         missing = sorted(set(ids) - self.store.existing_run_ids(ids))
         if missing:
@@ -300,7 +306,7 @@ class Ensemble:
     # -- execution -----------------------------------------------------------------
     def execute_local(self, blocking: bool = False, timeout: float | None = None, parallelism: int | None = None,
                       allow_multiple: bool = False, max_concurrency: int | None = None, *,
-                      cores: int | None = None, gpus: int | None = None) -> None:
+                      cores: int | None = None, gpus: int | None = None) -> int | None:
         """Execute the ensemble on this machine.
 
         Args:
@@ -313,12 +319,15 @@ class Ensemble:
             max_concurrency: most runs in flight at once (default: as many as resources allow).
             cores, gpus: resources to pack runs onto (default: detected on this machine).
 
+        Returns:
+            the detached manager's pid, or None when blocking.
+
         Raises:
             EnsembleBusy: another manager executes the ensemble (and multiple are not allowed).
         """
         from ensemble import execution
 
-        execution.execute_local(self.setup_dir, self.store, blocking=blocking, timeout=timeout,
+        return execution.execute_local(self.setup_dir, self.store, blocking=blocking, timeout=timeout,
                                 parallelism=parallelism, allow_multiple=allow_multiple,
                                 max_concurrency=max_concurrency, cores=cores, gpus=gpus)
 

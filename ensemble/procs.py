@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from ensemble.hooks import ENV_MANAGER
 
@@ -99,3 +102,50 @@ def kill_tagged(manager_ids: Iterable[str]) -> int:
             except (ProcessLookupError, PermissionError):
                 pass
     return len(pids)
+
+
+class Spawner:
+    """Starts steps on background threads so the event loop never waits for fork and exec.
+
+    Finished spawns are collected with :meth:`collect` once :attr:`fd` is readable.
+    """
+
+    def __init__(self, threads: int = 2) -> None:
+        _devnull()
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="ensemble-spawn")
+        self.fd, self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._done: deque[tuple[Any, Future]] = deque()
+
+    def submit(self, key: Any, argv: Sequence[str], cwd: str, env: Mapping[str, str], stdout_path: str,
+               stderr_path: str) -> None:
+        """Start ``spawn(...)`` in the background; ``key`` comes back with its result."""
+        future = self.pool.submit(spawn, argv, cwd, env, stdout_path, stderr_path)
+        future.add_done_callback(lambda done: self._finished(key, done))
+
+    def _finished(self, key: Any, future: Future) -> None:
+        self._done.append((key, future))
+        try:
+            os.write(self._wake, b"\0")
+        except BlockingIOError:
+            pass
+
+    def collect(self) -> list[tuple[Any, Child | BaseException]]:
+        """``(key, Child or the exception spawn raised)`` for every spawn finished so far."""
+        try:
+            while os.read(self.fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        out = []
+        while self._done:
+            key, future = self._done.popleft()
+            out.append((key, future.exception() or future.result()))
+        return out
+
+    def close(self) -> list[tuple[Any, Child | BaseException]]:
+        """Wait for spawns under way; return what they produced."""
+        self.pool.shutdown(wait=True)
+        out = self.collect()
+        os.close(self.fd)
+        os.close(self._wake)
+        return out

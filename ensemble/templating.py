@@ -117,7 +117,8 @@ class Template:
             keep_trailing_newline=True,
         )
         try:
-            return env.from_string(self.text).render(**values, sample=dict(values))
+            sample = {k: v for k, v in values.items() if k not in RESERVED_TOKENS}
+            return env.from_string(self.text).render({"sample": sample, **values})
         except jinja2.TemplateError as exc:
             line = getattr(exc, "lineno", None)
             where = f", line {line}" if line else ""
