@@ -295,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EnsembleError, ValueError, TypeError) as exc:
         print(f"ensemble: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"ensemble: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("ensemble: interrupted", file=sys.stderr)
         return 130

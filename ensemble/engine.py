@@ -244,8 +244,7 @@ class Engine:
         if self.deadline is not None:
             wake = min(wake, self.deadline)
         events = self.selector.select(max(0.0, wake - now))
-        exited = [key for key, _ in events if key.data == "child"]
-        if exited:
+        if any(key.data == "child" for key, _ in events) and control.pending(self.setup_dir):
             self._poll_inbox()
         for key, _ in events:
             if key.data == "child":

@@ -8,6 +8,7 @@ hooks too; run hooks are called with the run directory as working directory.
 """
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import inspect
 import json
@@ -17,7 +18,7 @@ import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import Any
 
 from ensemble.errors import HookError
@@ -30,11 +31,19 @@ ENV_SAMPLE = "ENSEMBLE_SAMPLE"
 ENV_MANAGER = "ENSEMBLE_MANAGER"
 
 
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the interface from its source every time: no stale or stray ``__pycache__``."""
+
+    def get_code(self, fullname: str) -> CodeType:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
 def load_interface(path: str | Path) -> ModuleType:
     """Import the interface module from a file; raise HookError with its traceback."""
     path = Path(path)
     name = f"ensemble_app_interface_{abs(hash(str(path)))}"
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(name, path, loader=_SourceLoader(name, str(path)))
     if spec is None or spec.loader is None:
         raise HookError(f"app_interface: {str(path)!r} cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)

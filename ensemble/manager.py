@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import shutil
 import time
@@ -34,16 +35,26 @@ def _setup_path(setup_dir: str | os.PathLike) -> Path:
     return Path(os.path.abspath(os.fspath(setup_dir)))
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _run_ids(run_ids: Any, what: str = "run_ids") -> list[int]:
-    if isinstance(run_ids, int) and not isinstance(run_ids, bool):
+    if _is_int(run_ids):
         run_ids = [run_ids]
     if isinstance(run_ids, (str, bytes)) or not isinstance(run_ids, Iterable):
         raise SpecTypeError(f"{what}: expected an iterable of integer run ids, got {run_ids!r}")
     ids = list(run_ids)
     for run_id in ids:
-        if isinstance(run_id, bool) or not isinstance(run_id, int):
+        if not _is_int(run_id):
             raise SpecTypeError(f"{what}: expected integer run ids, got {run_id!r}")
-    return ids
+    return [int(i) for i in ids]
+
+
+def _run_id(run_id: Any) -> int:
+    if not _is_int(run_id):
+        raise SpecTypeError(f"run_id: expected one integer run id, got {run_id!r}")
+    return int(run_id)
 
 
 class Ensemble:
@@ -149,24 +160,18 @@ class Ensemble:
         if config.app_interface:
             load_interface(config.app_interface)
         rows = RunIntake(config).rows(runs, 1)
+        if overwrite and cls.exists(setup):
+            _refuse_while_running(setup, "overwrite")
+        first_missing = next((p for p in reversed([setup.parent, *setup.parent.parents]) if not p.exists()), None)
         tmp = setup.parent / f".{setup.name}.creating-{uuid.uuid4().hex[:8]}"
         try:
             tmp.mkdir(parents=True)
-            store = Store.create(tmp, {"config": config.to_dict(), "created": time.time()})
-            with store.transaction():
-                store.insert_runs(1, rows)
-                store.add_events([(None, "created", {"runs": len(rows)})])
-            store.close()
-            (tmp / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1), encoding="utf-8")
-            (tmp / LOG_DIR).mkdir()
-            (tmp / INBOX_DIR).mkdir()
-            if overwrite and cls.exists(setup):
-                cls.clear(setup)
-            if setup.is_dir():
-                setup.rmdir()
-            os.rename(tmp, setup)
+            _write_setup(tmp, config, rows)
+            _install(tmp, setup)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if first_missing is not None:
+                shutil.rmtree(first_missing, ignore_errors=True)
             raise
         return cls(setup)
 
@@ -184,14 +189,7 @@ class Ensemble:
         setup = _setup_path(setup_dir)
         if not cls.exists(setup):
             return
-        store = Store.open(setup)
-        try:
-            live = live_leases(store)
-        finally:
-            store.close()
-        if live:
-            raise EnsembleError(f"setup_dir: cannot clear {str(setup)!r} while manager pid {live[0]['pid']} "
-                                f"on {live[0]['host']} executes it")
+        _refuse_while_running(setup, "clear")
         shutil.rmtree(setup)
 
     # -- status ------------------------------------------------------------------
@@ -283,7 +281,8 @@ class Ensemble:
 
     def set_result(self, run_id: int, result: Any) -> None:
         """Set the (JSON-serialisable) result of a run."""
-        self._check_existing(_run_ids(run_id, "run_id"), "run_id")
+        run_id = _run_id(run_id)
+        self._check_existing([run_id], "run_id")
         self._submit({"op": "set_result", "run_id": run_id, "result": json.loads(to_json(result, "result"))})
 
     def on_completion(self, args: Sequence[str] | str, cwd: str = ".", stdout: str | None = None,
@@ -388,12 +387,54 @@ class Ensemble:
 
     def call_post_run(self, run_id: int) -> Any:
         """Call ``post_run`` for one run in its directory; return its value (None if undefined)."""
-        ids = _run_ids(run_id, "run_id")
-        self._check_existing(ids, "run_id")
-        run = self.store.runs(ids)[0]
+        run_id = _run_id(run_id)
+        self._check_existing([run_id], "run_id")
+        run = self.store.runs([run_id])[0]
         Path(run["run_dir"]).mkdir(parents=True, exist_ok=True)
         return call_hook(self._interface(), "post_run", setup_dir=str(self.setup_dir), run_id=run["id"],
                          run_dir=run["run_dir"], sample=run["sample"])
+
+
+def _refuse_while_running(setup: Path, action: str) -> None:
+    store = Store.open(setup)
+    try:
+        live = live_leases(store)
+    finally:
+        store.close()
+    if live:
+        raise EnsembleError(f"setup_dir: cannot {action} {str(setup)!r} while manager pid {live[0]['pid']} "
+                            f"on {live[0]['host']} executes it")
+
+
+def _write_setup(directory: Path, config: EnsembleConfig, rows: list[tuple[str, str, str]]) -> None:
+    """Fill a new setup directory: database with the runs, config copy, logs/ and inbox/."""
+    store = Store.create(directory, {"config": config.to_dict(), "created": time.time()})
+    try:
+        with store.transaction():
+            store.insert_runs(1, rows)
+            store.add_events([(None, "created", {"runs": len(rows)})])
+    finally:
+        store.close()
+    (directory / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1), encoding="utf-8")
+    (directory / LOG_DIR).mkdir()
+    (directory / INBOX_DIR).mkdir()
+
+
+def _install(tmp: Path, setup: Path) -> None:
+    """Move a finished setup directory into place; an existing one is swapped out, then removed."""
+    if not Ensemble.exists(setup):
+        if setup.is_dir():
+            setup.rmdir()
+        os.rename(tmp, setup)
+        return
+    old = setup.parent / f".{setup.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(setup, old)
+    try:
+        os.rename(tmp, setup)
+    except BaseException:
+        os.rename(old, setup)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 _CREATE_PARAMS = ("application", "runs", "run_parse", "run_copy", "run_symlink", "run_dir_names", "app_interface",

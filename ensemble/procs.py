@@ -2,9 +2,11 @@
 and find processes tagged with a manager id (even ones that left their group)."""
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +28,8 @@ class Child:
         return self.popen.pid
 
 
+#: Pauses between attempts to start a script that is "text file busy"; None ends the retries.
+ETXTBSY_DELAYS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, None)
 _DEVNULL: int | None = None
 
 
@@ -47,13 +51,27 @@ def spawn(argv: Sequence[str], cwd: str, env: Mapping[str, str], stdout_path: st
     try:
         err = os.open(stderr_path, flags, 0o644)
         try:
-            popen = subprocess.Popen(argv, cwd=cwd, env=env, stdin=_devnull(), stdout=out, stderr=err,
-                                     start_new_session=True, close_fds=False)
+            popen = _popen_retrying_busy(argv, cwd, env, out, err)
         finally:
             os.close(err)
     finally:
         os.close(out)
     return Child(popen, os.pidfd_open(popen.pid))
+
+
+def _popen_retrying_busy(argv: Sequence[str], cwd: str, env: Mapping[str, str], out: int,
+                         err: int) -> subprocess.Popen:
+    """Popen, retrying ETXTBSY: a script just written may still be open for writing in a child
+    that another thread forked and that has not reached exec yet (it closes on exec)."""
+    for delay in ETXTBSY_DELAYS:
+        try:
+            return subprocess.Popen(argv, cwd=cwd, env=env, stdin=_devnull(), stdout=out, stderr=err,
+                                    start_new_session=True, close_fds=False)
+        except OSError as exc:
+            if exc.errno != errno.ETXTBSY or delay is None:
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def signal_group(pgid: int, sig: int) -> None:

@@ -10,7 +10,10 @@ from typing import IO, Any
 
 from ensemble.store import Store
 
+INDEX = "run_id"
 BUILTIN_COLUMNS = ("status", "restarts", "step", "attempts", "start", "end", "elapsed", "run_dir", "message")
+#: Names a sample label or result key cannot take as a column (they get a ``sample_``/``result_`` prefix).
+RESERVED_COLUMNS = (INDEX, *BUILTIN_COLUMNS)
 
 
 def records(store: Store) -> list[dict[str, Any]]:
@@ -38,11 +41,11 @@ def records(store: Store) -> list[dict[str, Any]]:
 
 
 def _flat_row(record: dict[str, Any]) -> dict[str, Any]:
-    row = dict(record["sample"])
+    row = {(f"sample_{key}" if key in RESERVED_COLUMNS else key): value for key, value in record["sample"].items()}
     result = record["result"]
     items = result.items() if isinstance(result, dict) else [("result", result)]
     for key, value in items:
-        name = key if key not in row and key not in BUILTIN_COLUMNS else f"result_{key}"
+        name = key if key not in row and key not in RESERVED_COLUMNS else f"result_{key}"
         row[name] = value
     for column in BUILTIN_COLUMNS:
         row[column] = record[column]
@@ -53,13 +56,14 @@ def dataframe(store: Store, include_none: bool = True):
     """DataFrame indexed by ``run_id``: sample labels, result keys, then the built-in columns.
 
     A dict result contributes one column per key; any other result is one
-    ``result`` column.  A result key equal to a sample label or built-in
-    column is prefixed ``result_``.
+    ``result`` column.  A sample label equal to ``run_id`` or a built-in
+    column is prefixed ``sample_``; a result key equal to a sample label,
+    ``run_id`` or a built-in column is prefixed ``result_``.
     """
     import pandas as pd
 
     recs = [r for r in records(store) if include_none or r["result"] is not None]
-    frame = pd.DataFrame([_flat_row(r) for r in recs], index=pd.Index([r["run_id"] for r in recs], name="run_id"))
+    frame = pd.DataFrame([_flat_row(r) for r in recs], index=pd.Index([r["run_id"] for r in recs], name=INDEX))
     for column in ("start", "end"):
         if column in frame:
             frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)

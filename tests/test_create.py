@@ -9,10 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import SETUP, db_path, snapshot, sql, write_script
+
 from ensemble import (
-    CompositeRun, Ensemble, EnsembleError, HookError, Run, RunStatus, SpecError, SpecTypeError, Step, TemplateError,
+    CompositeRun,
+    Ensemble,
+    EnsembleError,
+    HookError,
+    Run,
+    RunStatus,
+    SpecError,
+    SpecTypeError,
+    Step,
+    TemplateError,
 )
 from ensemble.store import NETWORK_FS, Store, filesystem_type
 
@@ -167,18 +176,20 @@ def test_create_uses_empty_existing_directory(project):
 def test_bad_run_900_of_1000_leaves_nothing(project):
     bad = [Run({"x": i}) for i in range(1000)]
     bad[899] = "not a run"
+    before = snapshot(project)
     with pytest.raises(SpecTypeError, match=r"runs\[899\]"):
         create(runs=bad)
-    assert leftovers(project) == []
+    assert snapshot(project) == before
 
 
 def test_duplicate_run_dir_at_900_of_1000_rejected_up_front(project):
     samples = [Run({"x": i}) for i in range(1000)]
     samples[899] = Run({"x": 5})
+    before = snapshot(project)
     with pytest.raises(SpecError, match="run 900") as info:
         create(runs=samples, run_dir_names="runs/x{x}")
     assert "runs/x5" in str(info.value)
-    assert leftovers(project) == []
+    assert snapshot(project) == before
 
 
 class Interrupting:
@@ -193,9 +204,10 @@ def test_keyboard_interrupt_in_sample_serialisation_leaves_nothing(project):
         for i in range(1000):
             yield Run({"x": Interrupting() if i == 899 else i})
 
+    before = snapshot(project)
     with pytest.raises(KeyboardInterrupt):
         create(runs=generate())
-    assert leftovers(project) == []
+    assert snapshot(project) == before
 
 
 def test_keyboard_interrupt_while_writing_runs_leaves_nothing(project, monkeypatch):
@@ -203,10 +215,11 @@ def test_keyboard_interrupt_while_writing_runs_leaves_nothing(project, monkeypat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Store, "insert_runs", interrupted)
+    before = snapshot(project)
     with pytest.raises(KeyboardInterrupt):
         create(runs=runs(1000))
+    assert snapshot(project) == before
     assert leftovers(project) == []
-    assert not Ensemble.exists()
 
 
 def test_keyboard_interrupt_during_overwrite_keeps_old_ensemble(project, monkeypatch):
@@ -222,8 +235,21 @@ def test_keyboard_interrupt_during_overwrite_keeps_old_ensemble(project, monkeyp
     assert snapshot(project) == before
 
 
-@pytest.mark.xfail(reason="manager._create: tmp.mkdir(parents=True) creates missing parents of setup_dir "
-                          "and does not remove them on failure", strict=True)
+def test_interrupt_between_clear_and_rename_keeps_old_ensemble(project, monkeypatch):
+    create(runs=runs(3)).close()
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "rename", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Ensemble.create_overwrite(application="app.sh", runs=runs(1))
+    monkeypatch.undo()
+    assert leftovers(project) == [SETUP]
+    with Ensemble(project / SETUP) as ens:
+        assert ens.count_by_status() == 3
+
+
 def test_interrupted_create_leaves_no_new_parent_directories(project, monkeypatch):
     def interrupted(self, first_id, rows):
         raise KeyboardInterrupt
@@ -676,15 +702,11 @@ def test_run_ids_must_be_integers(six, call):
         call(six)
 
 
-@pytest.mark.xfail(reason="manager.set_result: _run_ids accepts a list, then control.apply_command calls "
-                          "int([1]) and raises a bare TypeError that does not name run_id", strict=True)
 def test_set_result_with_list_run_id_names_the_field(six):
     with pytest.raises(SpecTypeError, match="run_id"):
         six.set_result([1], 5)
 
 
-@pytest.mark.xfail(reason="manager._run_ids rejects numpy integer ids (e.g. from DataFrame.index.to_numpy())",
-                   strict=True)
 def test_numpy_run_ids_accepted(six):
     frame = six.as_dataframe()
     six.requeue_runs(frame.index[frame["status"] == "failure"].to_numpy())
