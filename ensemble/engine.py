@@ -34,7 +34,7 @@ from ensemble.hooks import ENV_MANAGER, run_env
 from ensemble.hookworker import HookPool
 from ensemble.launchers import Launcher
 from ensemble.lease import HEARTBEAT_SECONDS, HOST, Lease, acquire
-from ensemble.procs import Child, Spawner, kill_tagged, reap, signal_group
+from ensemble.procs import Child, kill_tagged, reap, signal_group, spawn
 from ensemble.providers import Provider
 from ensemble.resources import Placement, Pool
 from ensemble.rundir import RunDirPreparer, step_cwd
@@ -109,8 +109,6 @@ class Engine:
         self.preparer = RunDirPreparer(self.config)
         self.batch = WriteBatch()
         self.selector = selectors.DefaultSelector()
-        self.spawner = Spawner()
-        self.selector.register(self.spawner.fd, selectors.EVENT_READ, "spawned")
         self.lease: Lease | None = None
         self.hooks: HookPool | None = None
         self.hook_names: frozenset[str] = frozenset()
@@ -198,8 +196,6 @@ class Engine:
 
     def _shutdown(self) -> None:
         """Whatever happened: no process left, no run left claimed, lease released."""
-        for (run_id, command), result in self.spawner.close():
-            self._spawned(self.runs[run_id], command, result)
         now = time.time()
         for run in list(self.runs.values()):
             if run.child is not None:
@@ -251,8 +247,6 @@ class Engine:
                 self._on_exit(self.by_pidfd.pop(key.fd))
             elif key.data == "hook":
                 self._on_hook_output(key.fd)
-            elif key.data == "spawned":
-                self._on_spawned()
             elif key.data == "signal":
                 self._drain_signal_pipe()
         now = time.monotonic()
@@ -464,16 +458,12 @@ class Engine:
             env = {**self.base_env, **self.launcher.env(step, placement, self.has_gpus),
                    **run_env(str(self.setup_dir), run.id, run.run_dir, run.sample),
                    "ENSEMBLE_STEP": str(run.step), "ENSEMBLE_ATTEMPT": str(run.attempts)}
+            result: Child | Exception = spawn(command, cwd, env, base + ".out", base + ".err")
         except (OSError, EnsembleError) as exc:
-            self._spawned(run, argv, exc)
-            return
-        self.spawner.submit((run.id, command), command, cwd, env, base + ".out", base + ".err")
+            result = exc
+        self._spawned(run, argv if isinstance(result, Exception) else command, result)
 
-    def _on_spawned(self) -> None:
-        for (run_id, command), result in self.spawner.collect():
-            self._spawned(self.runs[run_id], command, result)
-
-    def _spawned(self, run: RunState, command: list[str], result: Child | BaseException) -> None:
+    def _spawned(self, run: RunState, command: list[str], result: Child | Exception) -> None:
         """A step's process started (or could not start): record the attempt, watch the process."""
         placement = run.placement.to_list()
         if not isinstance(result, Child):

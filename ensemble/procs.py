@@ -7,11 +7,8 @@ import os
 import signal
 import subprocess
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from ensemble.hooks import ENV_MANAGER
 
@@ -62,7 +59,8 @@ def spawn(argv: Sequence[str], cwd: str, env: Mapping[str, str], stdout_path: st
 def _popen_retrying_busy(argv: Sequence[str], cwd: str, env: Mapping[str, str], out: int,
                          err: int) -> subprocess.Popen:
     """Popen, retrying ETXTBSY: a script just written may still be open for writing in a child
-    that another thread forked and that has not reached exec yet (it closes on exec)."""
+    that another thread of this process (a user's, when execute_local blocks) forked and that has
+    not reached exec yet (the descriptor closes on exec)."""
     for delay in ETXTBSY_DELAYS:
         try:
             return subprocess.Popen(argv, cwd=cwd, env=env, stdin=_devnull(), stdout=out, stderr=err,
@@ -121,49 +119,3 @@ def kill_tagged(manager_ids: Iterable[str]) -> int:
                 pass
     return len(pids)
 
-
-class Spawner:
-    """Starts steps on background threads so the event loop never waits for fork and exec.
-
-    Finished spawns are collected with :meth:`collect` once :attr:`fd` is readable.
-    """
-
-    def __init__(self, threads: int = 2) -> None:
-        _devnull()
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="ensemble-spawn")
-        self.fd, self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._done: deque[tuple[Any, Future]] = deque()
-
-    def submit(self, key: Any, argv: Sequence[str], cwd: str, env: Mapping[str, str], stdout_path: str,
-               stderr_path: str) -> None:
-        """Start ``spawn(...)`` in the background; ``key`` comes back with its result."""
-        future = self.pool.submit(spawn, argv, cwd, env, stdout_path, stderr_path)
-        future.add_done_callback(lambda done: self._finished(key, done))
-
-    def _finished(self, key: Any, future: Future) -> None:
-        self._done.append((key, future))
-        try:
-            os.write(self._wake, b"\0")
-        except BlockingIOError:
-            pass
-
-    def collect(self) -> list[tuple[Any, Child | BaseException]]:
-        """``(key, Child or the exception spawn raised)`` for every spawn finished so far."""
-        try:
-            while os.read(self.fd, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        out = []
-        while self._done:
-            key, future = self._done.popleft()
-            out.append((key, future.exception() or future.result()))
-        return out
-
-    def close(self) -> list[tuple[Any, Child | BaseException]]:
-        """Wait for spawns under way; return what they produced."""
-        self.pool.shutdown(wait=True)
-        out = self.collect()
-        os.close(self.fd)
-        os.close(self._wake)
-        return out
