@@ -36,16 +36,14 @@ def xargs_rate(n: int) -> float:
 
 
 def ensemble_rate(n: int, batch_script: bool, work: Path) -> tuple[float, float]:
-    """(runs/s of execute_local, seconds to create) for n runs."""
+    """(runs/s of execute_local, seconds to create) for n runs of /bin/true or of a two-line script."""
     os.chdir(work)
+    app = "/bin/true"
     if batch_script:
-        Path("two_lines.sh").write_text(SCRIPT)
-        Path("two_lines.sh").chmod(0o755)
-        runs = [Run({"x": i}) for i in range(n)]
         app = "two_lines.sh"
-    else:
-        runs = [Run({"x": i}) for i in range(n)]
-        app = "/bin/true"
+        Path(app).write_text(SCRIPT)
+        Path(app).chmod(0o755)
+    runs = [Run({"x": i}) for i in range(n)]
     start = time.perf_counter()
     ens = Ensemble.create(application=app, runs=runs, app_is_batch_script=batch_script, setup_dir="setup")
     created = time.perf_counter() - start
@@ -95,16 +93,19 @@ def main() -> None:
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {cores()} cores, {time.strftime('%Y-%m-%d')}")
     for n in args.runs:
+        base = xargs_rate(n)
         with tempfile.TemporaryDirectory() as tmp:
-            base = xargs_rate(n)
-            true_rate, created = ensemble_rate(n, False, Path(tmp) / "true" if False else Path(tmp))
+            true_rate, created = ensemble_rate(n, False, Path(tmp))
         with tempfile.TemporaryDirectory() as tmp:
             script_rate, _ = ensemble_rate(n, True, Path(tmp))
         print(f"N={n}: xargs -P{cores()} /bin/true {base:7.0f} runs/s | ensemble /bin/true {true_rate:7.0f} runs/s "
               f"(ratio {true_rate / base:.2f}) | ensemble 2-line script {script_rate:7.0f} runs/s "
               f"(ratio {script_rate / base:.2f}) | create {created:.2f} s")
+    ones = []
     with tempfile.TemporaryDirectory() as tmp:
-        ones = [one_run_seconds(Path(tmp) / str(i)) if (Path(tmp) / str(i)).mkdir() is None else 0 for i in range(5)]
+        for i in range(5):
+            (Path(tmp) / str(i)).mkdir()
+            ones.append(one_run_seconds(Path(tmp) / str(i)))
     print(f"one run, create + execute in process: median {statistics.median(ones):.3f} s (of 5)")
     with tempfile.TemporaryDirectory() as tmp:
         clis = []
