@@ -124,6 +124,7 @@ class Engine:
         self.stop_reason: str | None = None
         self.interrupting = False
         self.draining = False
+        self.post_ensemble_done = False
         self.failed = 0
         self.generation = 0
         self.signal_received: int | None = None
@@ -386,6 +387,7 @@ class Engine:
         return True
 
     def _claim_and_start(self, chosen: list[tuple[RunState, Placement | None]]) -> None:
+        self.post_ensemble_done = False
         if self.options.allow_multiple:
             self.batch.flush(self.store)
             with self.store.transaction():
@@ -673,8 +675,11 @@ class Engine:
 
     # -- draining ---------------------------------------------------------------------------------
     def _begin_drain(self) -> bool:
-        """The queue is empty: call post_ensemble (it may add runs); return False when all is done."""
-        if self.store.count_queued():
+        """The queue is empty: call post_ensemble (it may add runs); return False when all is done.
+
+        post_ensemble runs once per drain: again only after runs have been launched since.
+        """
+        if self.post_ensemble_done or self.store.count_queued():
             return False
         if "post_ensemble" in self.hook_names:
             self.draining = True
@@ -685,6 +690,7 @@ class Engine:
 
     def _end_drain(self) -> None:
         self.draining = False
+        self.post_ensemble_done = True
         control.ingest(self.store, self.config, self.setup_dir)
         self._reconcile()
 
