@@ -166,7 +166,7 @@ class Engine:
         self.failed = self.store.count_failed()
         if self.config.app_interface:
             self.hooks = HookPool(self.config.app_interface, str(self.setup_dir), self.lease.manager,
-                                  max(1, self.options.parallelism))
+                                  self.config.root_dir, max(1, self.options.parallelism))
             self.hook_names = self.hooks.start()
             for worker in self.hooks.workers:
                 self.selector.register(worker.fd, selectors.EVENT_READ, "hook")
@@ -238,10 +238,11 @@ class Engine:
         wake = self.next_poll
         if self.timers:
             wake = min(wake, self.timers[0].when)
-        if self.deadline is not None:
+        if self.deadline is not None and not self.interrupting:
             wake = min(wake, self.deadline)
         events = self.selector.select(max(0.0, wake - now))
-        if any(key.data == "child" for key, _ in events) and control.pending(self.setup_dir):
+        # What a step or a hook posted (stop, dequeue, a result) applies before its end is handled.
+        if any(key.data in ("child", "hook") for key, _ in events) and control.pending(self.setup_dir):
             self._poll_inbox()
         for key, _ in events:
             if key.data == "child":
@@ -471,6 +472,8 @@ class Engine:
         if not isinstance(result, Child):
             self.batch.start_attempt(run.id, run.step, run.attempts, self.lease.manager, HOST, None,
                                      run.attempt_started, command, placement)
+            self.pool.release(run.placement)
+            run.placement = None
             self._step_done(run, time.time(), None, "launch_error", f"step {run.step} could not start: {result}")
             return
         run.child = result
@@ -486,8 +489,14 @@ class Engine:
 
     # -- exits, timeouts, kills ---------------------------------------------------------------
     def _kill(self, run: RunState, reason: str) -> None:
-        """Kill a running step (or, if its process is still starting, as soon as it has started)."""
+        """Kill a running step (or, if its process is still starting, as soon as it has started).
+
+        A step already being killed (its timeout) keeps dying; a dequeue meanwhile still makes
+        the outcome "killed", so the timeout cannot restart a dequeued run.
+        """
         if run.kill_reason is not None:
+            if reason == "dequeued":
+                run.kill_reason = reason
             return
         run.kill_reason = reason
         if run.child is not None:
@@ -554,7 +563,7 @@ class Engine:
 
     def _retry_or_fail(self, run: RunState, why: str) -> None:
         limit = self.config.max_restarts
-        if self.stop_reason is None and (limit is None or run.restarts < limit):
+        if limit is None or run.restarts < limit:
             run.restarts += 1
             self.batch.progress(run.id, run.step, run.restarts)
             self.batch.event(run.id, "restart", {"restarts": run.restarts, "why": why})

@@ -5,8 +5,10 @@ import json
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -62,8 +64,8 @@ def execute_local(setup_dir: Path, store: Store, blocking: bool, **options: Any)
     _check_not_busy(store, spec["allow_multiple"])
     if blocking:
         code = run_engine(setup_dir, dict(spec))
-        if code == 130:
-            raise KeyboardInterrupt
+        if code > 128:
+            signal.raise_signal(code - 128)
         return None
     return _spawn_detached(setup_dir, spec, store)
 
@@ -95,6 +97,9 @@ def _spawn_detached(setup_dir: Path, spec: dict[str, Any], store: Store) -> int:
     deadline = time.monotonic() + START_WAIT_SECONDS
     while time.monotonic() < deadline:
         if any(lease["pid"] == popen.pid for lease in store.leases()):
+            # Reap the manager whenever it exits: unreaped, a dead manager (even one killed by
+            # SIGKILL) would stay a zombie of this process and its lease would look alive.
+            threading.Thread(target=popen.wait, name=f"ensemble-reaper-{popen.pid}", daemon=True).start()
             return popen.pid
         code = popen.poll()
         if code == 0:

@@ -92,8 +92,11 @@ def hook_context(env: Mapping[str, str], cwd: str | None) -> Iterator[None]:
 
 
 def call_hook(module: ModuleType | None, hook: str, *, setup_dir: str, run_id: int | None = None,
-              run_dir: str | None = None, sample: Mapping[str, Any] | None = None) -> Any:
-    """Call ``hook`` if the module defines it; return its value (None if absent)."""
+              run_dir: str | None = None, sample: Mapping[str, Any] | None = None, cwd: str | None = None) -> Any:
+    """Call ``hook`` if the module defines it; return its value (None if absent).
+
+    It runs in ``run_dir`` for run hooks, else in ``cwd`` (else where this process is).
+    """
     func = getattr(module, hook, None) if module is not None else None
     if func is None:
         return None
@@ -101,6 +104,6 @@ def call_hook(module: ModuleType | None, hook: str, *, setup_dir: str, run_id: i
     params = inspect.signature(func).parameters
     takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
     kwargs = {k: v for k, v in offered.items() if takes_all or k in params}
-    with hook_context(run_env(setup_dir, run_id, run_dir, sample), run_dir):
+    with hook_context(run_env(setup_dir, run_id, run_dir, sample), run_dir or cwd):
         sys.stdout.flush()
         return func(**kwargs)

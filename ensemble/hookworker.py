@@ -26,13 +26,17 @@ from ensemble.spec import to_json
 
 
 def _serve(interface_path: str, setup_dir: str) -> None:
+    # The protocol pipes move to private (non-inheritable) descriptors: hooks and the programs
+    # they start see /dev/null as stdin and cannot read, or hang on, the manager's requests.
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    requests = os.fdopen(os.dup(0), "r")
     saved_out, saved_err = os.dup(1), os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     module = load_interface(interface_path)
     protocol.write(json.dumps({"hooks": [h for h in HOOKS if hasattr(module, h)]}) + "\n")
-    for line in sys.stdin:
+    for line in requests:
         request = json.loads(line)
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)
@@ -75,6 +79,7 @@ class HookPool:
     interface_path: str
     setup_dir: str
     manager_id: str
+    cwd: str
     size: int = 1
     workers: list[HookWorker] = field(default_factory=list)
     backlog: deque = field(default_factory=deque)
@@ -89,7 +94,8 @@ class HookPool:
     def _spawn(self) -> HookWorker:
         env = {**os.environ, ENV_MANAGER: self.manager_id, ENV_SETUP_DIR: self.setup_dir}
         popen = subprocess.Popen([sys.executable, "-m", "ensemble.hookworker", self.interface_path, self.setup_dir],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,
+                                 cwd=self.cwd)
         hello = popen.stdout.readline()
         if not hello:
             code = popen.wait()

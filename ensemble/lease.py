@@ -21,13 +21,13 @@ HOST = socket.gethostname()
 
 
 def process_start_time(pid: int) -> str | None:
-    """Kernel start time of a process (field 22 of /proc/PID/stat), None if gone."""
+    """Kernel start time of a process (field 22 of /proc/PID/stat), None if gone or a zombie."""
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
-            data = stat.read()
+            fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return data.rsplit(")", 1)[1].split()[19]
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def is_alive(lease: dict) -> bool:

@@ -379,11 +379,11 @@ class Ensemble:
 
     def call_prep_ensemble(self) -> Any:
         """Call the interface's ``prep_ensemble`` (if defined); return its value."""
-        return call_hook(self._interface(), "prep_ensemble", setup_dir=str(self.setup_dir))
+        return call_hook(self._interface(), "prep_ensemble", setup_dir=str(self.setup_dir), cwd=self.config.root_dir)
 
     def call_post_ensemble(self) -> Any:
         """Call the interface's ``post_ensemble`` (if defined); return its value."""
-        return call_hook(self._interface(), "post_ensemble", setup_dir=str(self.setup_dir))
+        return call_hook(self._interface(), "post_ensemble", setup_dir=str(self.setup_dir), cwd=self.config.root_dir)
 
     def call_post_run(self, run_id: int) -> Any:
         """Call ``post_run`` for one run in its directory; return its value (None if undefined)."""

@@ -1,0 +1,207 @@
+"""Crash safety: a manager killed with SIGKILL at different points, SIGTERM, and the execution
+time limit.  After any of them, the next execution kills what was left, records interrupted
+attempts (which cost no restart), runs each unfinished run once more and nothing else."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from engine_helpers import (
+    attempts_by_run,
+    cpu_seconds,
+    create,
+    engine_dir,
+    events,
+    execute,
+    is_gone,
+    long_sleep,
+    open_attempts,
+    pids_with,
+    proc_state,
+    run,
+    run_row,
+    sh,
+    start_detached,
+    statuses,
+    token,
+    wait_for,
+    wait_manager_exit,
+)
+
+from ensemble.status import RunStatus
+
+
+@pytest.fixture
+def edir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    yield from engine_dir(tmp_path, monkeypatch)
+
+
+RUNS = 5
+
+
+def gated(go: Path, tok: str, fast: bool) -> str:
+    """Record the attempt; sleep briefly if ``fast`` or once ``go`` exists, else (almost) forever."""
+    body = "sleep 0.2" if fast else f'if [ -e "{go}" ]; then sleep 0.2; else exec {long_sleep(tok)}; fi'
+    return f'echo "$ENSEMBLE_ATTEMPT" >> tries; {body}'
+
+
+def open_ids(ens) -> set[int]:
+    return {a["run_id"] for a in open_attempts(ens)}
+
+
+def succeeded(ens) -> set[int]:
+    return {i for i, s in statuses(ens).items() if s is RunStatus.SUCCESS}
+
+
+@pytest.mark.parametrize("point, fast_runs, running", [
+    pytest.param("right after start", 0, None, id="after-start"),
+    pytest.param("mid-run, two runs done", 2, {3, 4}, id="mid-run"),
+    pytest.param("near the end, one run left", 4, {5}, id="near-end"),
+])
+def test_kill_9_then_resume(edir, point, fast_runs, running):
+    tok, go = token(), edir / "GO"
+    ens = create([run(i, sh(gated(go, tok, fast=i <= fast_runs))) for i in range(1, RUNS + 1)], max_restarts=0)
+    pid = start_detached(ens, cores=2)
+    if running is not None:
+        wait_for(lambda: succeeded(ens) == set(range(1, fast_runs + 1)) and open_ids(ens) == running,
+                 f"the manager to reach the point '{point}'")
+    os.kill(pid, signal.SIGKILL)
+    # The process that started a detached manager reaps it: no zombie is left looking alive.
+    wait_for(lambda: proc_state(pid) is None, "the killed manager to be reaped")
+    done_before = succeeded(ens)
+    leftovers = [a["pid"] for a in open_attempts(ens)]
+    if running is not None:
+        assert len(leftovers) == len(running)
+        assert all(proc_state(p) not in (None, "Z") for p in leftovers), "steps outlive a SIGKILLed manager"
+    assert ens.store.leases(), "a SIGKILLed manager cannot release its lease"
+
+    go.touch()
+    execute(ens, cores=2)
+
+    assert not pids_with(tok), "leftover steps of the dead manager must be killed"
+    assert all(is_gone(p) for p in leftovers)
+    started = events(ens, "manager_started")[-1]["detail"]
+    assert started["killed_leftovers"] >= len(leftovers)
+    assert started["recovered_attempts"] == len(leftovers)
+    assert statuses(ens) == {i: RunStatus.SUCCESS for i in range(1, RUNS + 1)}
+    by_run = attempts_by_run(ens)
+    for run_id in range(1, RUNS + 1):
+        outcomes = [a["outcome"] for a in by_run[run_id]]
+        row = run_row(ens, run_id)
+        assert row["restarts"] == 0, "interrupted attempts must not count as restarts"
+        assert outcomes.count("success") == 1
+        if run_id in done_before:
+            assert outcomes == ["success"], f"run {run_id} had succeeded and must not run again"
+            assert Path(row["run_dir"], "tries").read_text().split() == ["1"]
+        else:
+            assert outcomes in (["success"], ["interrupted", "success"]), outcomes
+    if running is not None:
+        for run_id in running:
+            assert [a["outcome"] for a in by_run[run_id]] == ["interrupted", "success"]
+            assert [a["attempt"] for a in by_run[run_id]] == [1, 2]
+    assert not ens.store.leases()
+
+
+def test_sigterm_interrupts_and_resume_completes(edir):
+    tok, go = token(), edir / "GO"
+    ens = create([run(i, sh(gated(go, tok, fast=False))) for i in range(1, 4)], max_restarts=0)
+    pid = start_detached(ens, cores=2)
+    wait_for(lambda: open_ids(ens) == {1, 2}, "two runs to be running")
+    os.kill(pid, signal.SIGTERM)
+    wait_manager_exit(ens, pid)
+
+    assert not pids_with(tok), "the manager kills its steps' process groups before it exits"
+    assert not (ens.setup_dir / "manager.pid").exists()
+    attempts = ens.attempts()
+    assert [(a["run_id"], a["outcome"]) for a in attempts] == [(1, "interrupted"), (2, "interrupted")]
+    assert all(a["signal"] == signal.SIGTERM for a in attempts)
+    assert statuses(ens) == {i: RunStatus.QUEUED for i in (1, 2, 3)}
+    assert all(r["claimed_by"] is None for r in ens.runs())
+    assert events(ens, "manager_stopped")[-1]["detail"]["reason"] == "signal"
+
+    go.touch()
+    execute(ens, cores=2)
+    assert statuses(ens) == {i: RunStatus.SUCCESS for i in (1, 2, 3)}
+    by_run = attempts_by_run(ens)
+    assert [a["outcome"] for a in by_run[1]] == ["interrupted", "success"]
+    assert [a["outcome"] for a in by_run[2]] == ["interrupted", "success"]
+    assert [a["outcome"] for a in by_run[3]] == ["success"]
+
+
+def test_execution_time_limit_interrupts_and_resume_completes(edir):
+    tok, go = token(), edir / "GO"
+    ens = create([run(i, sh(gated(go, tok, fast=False))) for i in range(1, 4)], max_restarts=0)
+    execute(ens, cores=2, timeout=0.02)
+
+    assert not pids_with(tok)
+    assert [a["outcome"] for a in ens.attempts()] == ["interrupted", "interrupted"]
+    assert statuses(ens) == {i: RunStatus.QUEUED for i in (1, 2, 3)}
+    assert not ens.store.leases()
+    assert [e["detail"]["reason"] for e in events(ens, "stopping")] == ["timeout"]
+
+    go.touch()
+    execute(ens, cores=2)
+    assert statuses(ens) == {i: RunStatus.SUCCESS for i in (1, 2, 3)}
+    assert sum(a["outcome"] == "success" for a in ens.attempts()) == 3
+
+
+def test_manager_does_not_spin_after_its_time_limit(edir):
+    # After the time limit the manager waits for a post_run hook still in flight; it must sleep.
+    gate = edir / "release"
+    (edir / "iface.py").write_text(
+        "import os, time\n"
+        f"GATE = {str(gate)!r}\n"
+        "def post_run():\n"
+        "    open('post_run_started', 'w').close()\n"
+        "    while not os.path.exists(GATE):\n"
+        "        time.sleep(0.05)\n"
+        "    return 'finished'\n")
+    ens = create([run(1, sh("true"))], app_interface="iface.py")
+    pid = start_detached(ens, cores=1, timeout=0.005)
+    wait_for(lambda: Path(run_row(ens, 1)["run_dir"], "post_run_started").exists(), "post_run to start")
+    wait_for(lambda: events(ens, "stopping"), "the time limit to pass")
+    before = cpu_seconds(pid)
+    time.sleep(1.0)
+    used = cpu_seconds(pid) - before
+    gate.touch()
+    wait_manager_exit(ens, pid)
+    assert used < 0.2, f"manager used {used:.2f} s of CPU in 1 s while waiting for a hook"
+    assert run_row(ens, 1)["status"] is RunStatus.SUCCESS
+    assert run_row(ens, 1)["result"] == "finished"
+
+
+def test_ctrl_c_of_a_blocking_execution(edir):
+    tok = token()
+    # The step interrupts the manager (its parent: this test process) as Ctrl-C would.
+    ens = create([run(1, sh(f"kill -INT $PPID; exec {long_sleep(tok)}")), run(2, sh("true"))])
+    with pytest.raises(KeyboardInterrupt):
+        execute(ens, cores=1, max_concurrency=1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the caller's handler is restored"
+    assert not pids_with(tok)
+    assert [(a["run_id"], a["outcome"]) for a in ens.attempts()] == [(1, "interrupted")]
+    assert statuses(ens) == {1: RunStatus.QUEUED, 2: RunStatus.QUEUED}
+    assert not ens.store.leases()
+
+
+def test_dead_but_unreaped_manager_does_not_block_the_next_execution(edir):
+    tok = token()
+    ens = create([run(1, sh(f"exec {long_sleep(tok)}"))])
+    # A blocking manager in a child process of ours, which we deliberately do not reap yet.
+    code = ("import sys; from ensemble import Ensemble; "
+            "Ensemble(sys.argv[1]).execute_local(blocking=True, cores=1, timeout=0.75)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(ens.setup_dir)])
+    try:
+        wait_for(lambda: open_ids(ens) == {1}, "the run to start")
+        child.send_signal(signal.SIGKILL)
+        wait_for(lambda: proc_state(child.pid) == "Z", "the manager to die")
+        execute(ens, cores=1, timeout=0.01)
+        assert not pids_with(tok)
+        assert [a["outcome"] for a in ens.attempts()] == ["interrupted", "interrupted"]
+    finally:
+        child.wait()
