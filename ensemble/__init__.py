@@ -7,7 +7,22 @@ from ensemble.status import RUN_ABORTED, RUN_FAILURE, RUN_KILLED, RUN_QUEUED, RU
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_SETUP_DIR", "CompositeRun", "Ensemble", "EnsembleBusy", "EnsembleError", "HookError", "RUN_ABORTED",
-    "RUN_FAILURE", "RUN_KILLED", "RUN_QUEUED", "RUN_SUCCESS", "Run", "RunStatus", "SpecError", "SpecTypeError",
-    "Step", "TemplateError", "__version__",
+    "DEFAULT_SETUP_DIR",
+    "RUN_ABORTED",
+    "RUN_FAILURE",
+    "RUN_KILLED",
+    "RUN_QUEUED",
+    "RUN_SUCCESS",
+    "CompositeRun",
+    "Ensemble",
+    "EnsembleBusy",
+    "EnsembleError",
+    "HookError",
+    "Run",
+    "RunStatus",
+    "SpecError",
+    "SpecTypeError",
+    "Step",
+    "TemplateError",
+    "__version__",
 ]

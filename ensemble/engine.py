@@ -543,9 +543,7 @@ class Engine:
     def _step_done(self, run: RunState, end: float, code: int | None, outcome: str, message: str | None) -> None:
         self._end_attempt(run, end, code, outcome)
         k = run.step
-        if outcome == "interrupted":
-            self._release_claim(run)
-        elif outcome == "killed":
+        if outcome == "interrupted" or outcome == "killed":
             self._release_claim(run)
         elif outcome == "success":
             run.step += 1

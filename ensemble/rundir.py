@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ensemble.config import EnsembleConfig
 from ensemble.templating import Template
