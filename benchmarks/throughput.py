@@ -54,6 +54,18 @@ def ensemble_rate(n: int, batch_script: bool, work: Path) -> tuple[float, float]
     return n / elapsed, created
 
 
+def filesystem_floor(work: Path, n: int) -> float:
+    """Seconds per run to create a run directory and its two log files, as the engine does."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    start = time.perf_counter()
+    for i in range(n):
+        run_dir = work / "runs" / str(i)
+        os.makedirs(run_dir)
+        for name in ("out", "err"):
+            os.close(os.open(run_dir / f"ensemble.step0.attempt1.{name}", flags, 0o644))
+    return (time.perf_counter() - start) / n
+
+
 def one_run_seconds(work: Path) -> float:
     os.chdir(work)
     start = time.perf_counter()
@@ -90,8 +102,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--sleep", type=float, default=10.0)
+    parser.add_argument("--dir", default=None, help="where run directories go (default: the system temp dir); "
+                        "compare a disk with /dev/shm to see the file-system share")
     args = parser.parse_args()
+    tempfile.tempdir = args.dir
     print(f"python {sys.version.split()[0]}, {cores()} cores, {time.strftime('%Y-%m-%d')}")
+    with tempfile.TemporaryDirectory() as tmp:
+        floor = filesystem_floor(Path(tmp), max(args.runs))
+    print(f"run directories in {tempfile.gettempdir()}: mkdir + 2 log files cost {floor * 1e6:.0f} us per run "
+          f"(the file-system floor; xargs creates no files)")
     for n in args.runs:
         base = xargs_rate(n)
         with tempfile.TemporaryDirectory() as tmp:

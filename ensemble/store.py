@@ -397,10 +397,11 @@ class Store:
     def count_failed(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status=?", (int(RunStatus.FAILURE),)).fetchone()[0]
 
-    def apply(self, ops: Sequence[tuple[str, tuple]]) -> None:
-        """Execute a :class:`WriteBatch`'s statements in order (inside a transaction)."""
-        for sql, params in ops:
-            self.conn.execute(sql, params)
+    def apply(self, ops: dict[str, list[tuple]]) -> None:
+        """Execute a :class:`WriteBatch`'s statements (inside a transaction), in the dict's order."""
+        for sql, rows in ops.items():
+            if rows:
+                self.conn.executemany(sql, rows)
 
 
 class WriteBatch:
@@ -416,44 +417,50 @@ class WriteBatch:
     UNCLAIM = "UPDATE runs SET claimed_by=NULL, step=?, restarts=? WHERE id=?"
     EVENT = "INSERT INTO events(time, run_id, kind, detail) VALUES (?, ?, ?, ?)"
 
+    #: Statements run in this order at a flush, each with ``executemany``.  Within one loop turn a
+    #: run is claimed before it starts, starts before it ends, progresses before it completes or is
+    #: released, so this fixed order gives the same result as the order of the calls.
+    ORDER = (CLAIM, START, END, PROGRESS, COMPLETE, UNCLAIM, EVENT)
+
     def __init__(self) -> None:
-        self.ops: list[tuple[str, tuple]] = []
+        self.ops: dict[str, list[tuple]] = {sql: [] for sql in self.ORDER}
 
     def __bool__(self) -> bool:
-        return bool(self.ops)
+        return any(self.ops.values())
 
     def claim(self, manager: str, run_id: int) -> None:
-        self.ops.append((self.CLAIM, (manager, run_id)))
+        self.ops[self.CLAIM].append((manager, run_id))
 
     def start_attempt(self, run_id: int, step: int, attempt: int, manager: str, host: str, pid: int | None,
                       start: float, command: list[str], placement: list[dict] | None) -> None:
-        self.ops.append((self.START, (run_id, step, attempt, manager, host, pid, start, json.dumps(command),
-                                      None if placement is None else json.dumps(placement))))
+        self.ops[self.START].append((run_id, step, attempt, manager, host, pid, start, json.dumps(command),
+                                     None if placement is None else json.dumps(placement)))
 
     def end_attempt(self, run_id: int, attempt: int, end: float, exit_code: int | None, signal: int | None,
                     outcome: str) -> None:
-        self.ops.append((self.END, (end, exit_code, signal, outcome, run_id, attempt)))
+        self.ops[self.END].append((end, exit_code, signal, outcome, run_id, attempt))
 
     def progress(self, run_id: int, step: int, restarts: int) -> None:
-        self.ops.append((self.PROGRESS, (step, restarts, run_id)))
+        self.ops[self.PROGRESS].append((step, restarts, run_id))
 
     def complete(self, run_id: int, status: RunStatus, step: int, restarts: int, message: str | None,
                  result_json: str | None) -> None:
-        self.ops.append((self.COMPLETE, (int(status), step, restarts, message, result_json, run_id)))
+        self.ops[self.COMPLETE].append((int(status), step, restarts, message, result_json, run_id))
 
     def unclaim(self, run_id: int, step: int, restarts: int) -> None:
-        self.ops.append((self.UNCLAIM, (step, restarts, run_id)))
+        self.ops[self.UNCLAIM].append((step, restarts, run_id))
 
     def event(self, run_id: int | None, kind: str, detail: Any = None) -> None:
-        self.ops.append((self.EVENT, (time.time(), run_id, kind, None if detail is None else json.dumps(detail))))
+        self.ops[self.EVENT].append((time.time(), run_id, kind, None if detail is None else json.dumps(detail)))
 
     def flush(self, store: "Store") -> None:
         """Commit everything collected so far in one transaction."""
-        if not self.ops:
+        if not self:
             return
         with store.transaction():
             store.apply(self.ops)
-        self.ops = []
+        for rows in self.ops.values():
+            rows.clear()
 
 
 def _run_row(r: tuple) -> dict[str, Any]:
