@@ -4,10 +4,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from engine_helpers import engine_dir
 
 from ensemble.store import DB_NAME
 
@@ -19,6 +20,12 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh, empty current working directory."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def edir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A working directory for engine tests; managers and processes a test started are killed after it."""
+    yield from engine_dir(tmp_path, monkeypatch)
 
 
 def write_script(path: str | os.PathLike, text: str, mode: int = 0o755) -> Path:

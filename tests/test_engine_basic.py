@@ -10,14 +10,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from engine_helpers import (
     attempts_by_run,
     create,
-    engine_dir,
     events,
     execute,
     long_sleep,
@@ -40,12 +38,6 @@ from engine_helpers import (
 
 from ensemble import CompositeRun, Step
 from ensemble.status import RunStatus
-
-
-@pytest.fixture
-def edir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    yield from engine_dir(tmp_path, monkeypatch)
-
 
 SLEEP = "sleep 0.3"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ from engine_helpers import (
     attempts_by_run,
     cpu_seconds,
     create,
-    engine_dir,
     execute,
     long_sleep,
     open_attempts,
@@ -33,11 +31,6 @@ from engine_helpers import (
 from ensemble import Ensemble, EnsembleBusy
 from ensemble.cli import main as cli_main
 from ensemble.status import RunStatus
-
-
-@pytest.fixture
-def edir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    yield from engine_dir(tmp_path, monkeypatch)
 
 
 def test_detached_manager_and_status_cli(edir, capsys):

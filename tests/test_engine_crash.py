@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from engine_helpers import (
     attempts_by_run,
     cpu_seconds,
     create,
-    engine_dir,
     events,
     execute,
     is_gone,
@@ -35,12 +33,6 @@ from engine_helpers import (
 )
 
 from ensemble.status import RunStatus
-
-
-@pytest.fixture
-def edir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    yield from engine_dir(tmp_path, monkeypatch)
-
 
 RUNS = 5
 

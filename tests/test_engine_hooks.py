@@ -3,14 +3,12 @@ runtime API a running step uses (``ensemble.runtime``)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from engine_helpers import (
     attempts_by_run,
     create,
-    engine_dir,
     events,
     execute,
     run,
@@ -21,12 +19,6 @@ from engine_helpers import (
 
 from ensemble import CompositeRun, EnsembleError, Step
 from ensemble.status import RunStatus
-
-
-@pytest.fixture
-def edir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    yield from engine_dir(tmp_path, monkeypatch)
-
 
 INTERFACE = '''
 import os
