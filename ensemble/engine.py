@@ -136,7 +136,12 @@ class Engine:
     # -- start and stop ------------------------------------------------------------------
     def run(self) -> int:
         """Execute; return 0 when done or stopped cleanly, 128+N after signal N."""
-        self._acquire()
+        try:
+            self._acquire()
+        except BaseException:
+            self.selector.close()
+            self.store.close()
+            raise
         try:
             self._start()
             self._loop()
@@ -489,7 +494,7 @@ class Engine:
 
     # -- exits, timeouts, kills ---------------------------------------------------------------
     def _kill(self, run: RunState, reason: str) -> None:
-        """Kill a running step (or, if its process is still starting, as soon as it has started).
+        """Kill a running step's process group (SIGTERM, then SIGKILL after the grace period).
 
         A step already being killed (its timeout) keeps dying; a dequeue meanwhile still makes
         the outcome "killed", so the timeout cannot restart a dequeued run.
