@@ -99,7 +99,7 @@ def apply_command(store: Store, config: EnsembleConfig, command: dict[str, Any],
         kind = "killed" if op == "dequeue" else ("requeued_hard" if command.get("hard") else "requeued")
         store.add_events([(i, kind, {"by": "dequeue"} if op == "dequeue" else None) for i in changed])
     elif op == "on_completion":
-        store.set_meta("on_completion", command["spec"])
+        store.set_meta("on_completion", _on_completion_spec(command["spec"]))
     elif op == "stop":
         store.set_meta("stop_requested", time.time())
         store.add_events([(None, "stop_requested", command.get("reason"))])
@@ -108,6 +108,16 @@ def apply_command(store: Store, config: EnsembleConfig, command: dict[str, Any],
         raise EnsembleError(f"op: unknown command {op!r}")
     applied.changed = True
     store.bump_generation()
+
+
+def _on_completion_spec(spec: Any) -> dict[str, Any]:
+    if not isinstance(spec, dict) or not isinstance(spec.get("args"), list) or not spec["args"] \
+            or not all(isinstance(a, str) for a in spec["args"]) or not isinstance(spec.get("cwd"), str):
+        raise EnsembleError(f"on_completion: expected args (a list of strings) and cwd, got {spec!r}")
+    for name in ("stdout", "stderr"):
+        if spec.get(name) is not None and not isinstance(spec[name], str):
+            raise EnsembleError(f"on_completion.{name}: expected a path or None, got {spec[name]!r}")
+    return spec
 
 
 def apply_direct(store: Store, config: EnsembleConfig, commands: Iterable[dict[str, Any]]) -> Applied:
@@ -136,7 +146,7 @@ def ingest(store: Store, config: EnsembleConfig, setup_dir: Path) -> Applied:
                     raise EnsembleError(f"expected a JSON object, got {type(command).__name__}")
                 apply_command(store, config, command, applied)
                 store.conn.execute("RELEASE command")
-            except (EnsembleError, ValueError, TypeError, KeyError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any bad command is rejected alone, never blocks the inbox
                 store.conn.execute("ROLLBACK TO command")
                 store.conn.execute("RELEASE command")
                 message = f"inbox command {path.name} rejected: {exc}"

@@ -306,6 +306,8 @@ class Engine:
         for run in list(self.runs.values()):
             if run.phase is Phase.STEP:
                 self._kill(run, "interrupted")
+        if self.hooks is not None:
+            self.hooks.kill_busy()
 
     # -- picking and launching ------------------------------------------------------------
     def _queue_empty(self) -> bool:
@@ -315,6 +317,7 @@ class Engine:
     def _refill(self) -> None:
         if len(self.waiting) >= FETCH_BATCH // 2 or self.exhausted:
             return
+        self.batch.flush(self.store)
         ids = [i for i in self.store.queued_ids(self.cursor, FETCH_BATCH) if i not in self.runs]
         if not ids:
             self.exhausted = True
@@ -379,13 +382,20 @@ class Engine:
             self._claim_and_start(chosen)
 
     def _fits_ever(self, run: RunState) -> bool:
-        """Fail (and drop from the queue) a run with a step larger than the whole allocation."""
+        """Fail (and drop from the queue) a run with a step larger than the whole allocation.
+
+        With several managers the run is only skipped: another manager may be large enough.
+        """
         for k, step in enumerate(run.steps[run.step:], start=run.step):
             if not self.pool.can_ever_fit(step.tasks, step.cores_per_task, step.gpus_per_task):
                 message = (f"step {k} needs {step.tasks} tasks x {step.cores_per_task} cores x "
                            f"{step.gpus_per_task} gpus; the allocation has {self.pool.total_cores} cores and "
                            f"{self.pool.total_gpus} gpus on {len(self.pool.nodes)} node(s): it can never fit")
                 self.waiting.remove(run)
+                if self.options.allow_multiple:
+                    log.warning("run %d left queued for a larger manager: %s", run.id, message)
+                    self.runs.pop(run.id, None)
+                    return False
                 self.batch.claim(self.lease.manager, run.id)
                 self._claimed(run)
                 self._complete(run, RunStatus.FAILURE, message)
@@ -398,6 +408,7 @@ class Engine:
             self.batch.flush(self.store)
             with self.store.transaction():
                 taken = set(self.store.claim(self.lease.manager, [r.id for r, _ in chosen]))
+            chosen = self._refreshed(chosen, taken)
         else:
             taken = {r.id for r, _ in chosen}
             for run, _ in chosen:
@@ -411,6 +422,26 @@ class Engine:
             self._claimed(run)
             self._advance(run, placement)
 
+    def _refreshed(self, chosen: list[tuple[RunState, Placement | None]],
+                   taken: set[int]) -> list[tuple[RunState, Placement | None]]:
+        """With several managers, another may have advanced a run since it was read: re-read the runs
+        just claimed; one whose step changed gives back the placement taken for its old step."""
+        ids = [r.id for r, _ in chosen if r.id in taken]
+        fresh = {row["id"]: row for row in self.store.runs(ids)} if ids else {}
+        counts = self.store.attempt_counts(ids) if ids else {}
+        out = []
+        for run, placement in chosen:
+            row = fresh.get(run.id)
+            if row is not None and (row["step"], row["restarts"]) != (run.step, run.restarts):
+                run.step, run.restarts, run.prepared = row["step"], row["restarts"], row["step"] > 0
+                if placement is not None:
+                    self.pool.release(placement)
+                placement = None
+            if row is not None:
+                run.attempts = counts.get(run.id, 0)
+            out.append((run, placement))
+        return out
+
     def _claimed(self, run: RunState) -> None:
         run.claimed = True
         self.inflight += 1
@@ -419,6 +450,9 @@ class Engine:
         """Move a newly claimed run on: prepare it, then prep_run, its step, or post_run."""
         if run.step >= len(run.steps):
             self._post_run(run)
+            return
+        if placement is None:
+            self.ready.append(run)
             return
         if run.step == 0 and not run.prepared:
             if not self._prepare(run):
@@ -559,6 +593,8 @@ class Engine:
                 self._post_run(run)
         elif outcome == "aborted":
             self._complete(run, RunStatus.ABORTED, f"step {k} exited with {code}, listed in abort_on")
+        elif outcome == "launch_error":
+            self._complete(run, RunStatus.FAILURE, message)
         else:
             why = message or (f"step {k} timed out after {run.steps[k].timeout} min" if outcome == "timeout"
                               else f"step {k} {_describe(code)}")
@@ -641,7 +677,7 @@ class Engine:
 
     def _run_hook_done(self, run: RunState, reply: dict[str, Any]) -> None:
         phase, run.hook_request = run.phase, None
-        if run.kill_reason == "dequeued":
+        if run.kill_reason == "dequeued" or (self.interrupting and not reply["ok"]):
             if phase is Phase.PREP:
                 self.pool.release(run.placement)
             self._release_claim(run)
@@ -675,9 +711,10 @@ class Engine:
             self._stop(f"max_failed_runs exceeded: {self.failed} failed runs > {limit}")
 
     def _release_claim(self, run: RunState) -> None:
-        """Give a run back to the queue untouched (interrupted or stopped)."""
+        """Give a run back to the queue untouched (interrupted, stopped, dequeued then requeued)."""
         self.batch.unclaim(run.id, run.step, run.restarts)
         self._forget(run)
+        self.cursor, self.exhausted = min(self.cursor, run.id - 1), False
 
     def _forget(self, run: RunState) -> None:
         if run.claimed:
@@ -715,15 +752,15 @@ class Engine:
         if not spec:
             return
         logs = self.setup_dir / "logs"
-        with open(spec.get("stdout") or logs / "on_completion.out", "ab") as out, \
-                open(spec.get("stderr") or logs / "on_completion.err", "ab") as err:
-            try:
+        try:
+            with open(spec.get("stdout") or logs / "on_completion.out", "ab") as out, \
+                    open(spec.get("stderr") or logs / "on_completion.err", "ab") as err:
                 code = subprocess.run(spec["args"], cwd=spec["cwd"], stdout=out, stderr=err, env=self.base_env,
                                       start_new_session=True).returncode
-            except OSError as exc:
-                code = None
-                err.write(f"on_completion could not start: {exc}\n".encode())
-        self.batch.event(None, "on_completion", {"args": spec["args"], "exit_code": code})
+            self.batch.event(None, "on_completion", {"args": spec["args"], "exit_code": code})
+        except OSError as exc:
+            log.error("on_completion %s could not run: %s", spec["args"], exc)
+            self.batch.event(None, "on_completion_failed", {"args": spec["args"], "error": str(exc)})
 
 
 def _describe(code: int | None) -> str:

@@ -12,8 +12,10 @@ The first line a worker writes is ``{"hooks": [names it defines]}``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import traceback
@@ -66,6 +68,7 @@ class HookWorker:
     hooks: frozenset[str]
     busy: dict[str, Any] | None = None
     buffer: bytes = b""
+    dead: bool = False
 
     @property
     def fd(self) -> int:
@@ -114,10 +117,16 @@ class HookPool:
         for worker in self.workers:
             if not self.backlog:
                 return
-            if worker.busy is None:
-                worker.busy = self.backlog.popleft()
-                worker.popen.stdin.write((json.dumps(worker.busy) + "\n").encode())
-                worker.popen.stdin.flush()
+            if worker.busy is None and not worker.dead:
+                request = self.backlog.popleft()
+                try:
+                    worker.popen.stdin.write((json.dumps(request) + "\n").encode())
+                    worker.popen.stdin.flush()
+                except BrokenPipeError:
+                    worker.dead = True
+                    self.backlog.appendleft(request)
+                    continue
+                worker.busy = request
 
     def readable(self, fd: int) -> list[dict[str, Any]]:
         """Read what a worker wrote; return completed replies (a dead worker fails its request)."""
@@ -140,6 +149,13 @@ class HookPool:
             worker.busy = None
         self._dispatch()
         return replies
+
+    def kill_busy(self) -> None:
+        """Kill the workers inside a hook call (an interrupted manager must not wait for them)."""
+        for worker in self.workers:
+            if worker.busy is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(worker.popen.pid, signal.SIGKILL)
 
     def stop(self) -> None:
         """Close the workers' input and wait for them (killing stragglers)."""

@@ -248,7 +248,7 @@ class Store:
         changed = []
         for run_id in run_ids:
             cur = self.conn.execute(
-                f"UPDATE runs SET status=0, message=NULL, claimed_by=NULL{extra} "
+                f"UPDATE runs SET status=0, message=NULL{extra} "
                 f"WHERE id=? AND status IN ({completed})",
                 (run_id,),
             )

@@ -271,15 +271,16 @@ def test_max_failed_runs_stops_launching_once_exceeded(edir):
     assert not (edir / "on_completion_ran").exists()
 
 
-def test_step_that_cannot_start_fails_and_frees_its_cores(edir):
+def test_step_that_cannot_start_fails_at_once_and_frees_its_cores(edir):
+    # A launch error is not retried, even with unlimited restarts (retrying could never help).
     missing = edir / f"no-such-program-{token()}"
     ens = create([run(1, Step([str(missing)], batch_script=False)), run(2, sh("true")), run(3, sh("true"))],
-                 max_restarts=1)
+                 max_restarts=None)
     execute(ens, cores=1)
     row = run_row(ens, 1)
     assert row["status"] is RunStatus.FAILURE
     assert "could not start" in row["message"]
-    assert [a["outcome"] for a in attempts_by_run(ens)[1]] == ["launch_error", "launch_error"]
+    assert [a["outcome"] for a in attempts_by_run(ens)[1]] == ["launch_error"]
     assert run_row(ens, 2)["status"] is RunStatus.SUCCESS
     assert run_row(ens, 3)["status"] is RunStatus.SUCCESS
 

@@ -171,3 +171,23 @@ def test_idle_manager_uses_almost_no_cpu(edir):
     assert used < 0.2, f"manager used {used:.2f} s of CPU while its runs slept"
     wait_manager_exit(ens, pid)
     assert statuses(ens) == {1: RunStatus.SUCCESS, 2: RunStatus.SUCCESS}
+
+
+def test_requeue_of_a_dying_dequeued_run_runs_it_again(edir):
+    # Dequeued while running, requeued before its process is gone: the run stays this manager's
+    # until the kill ends, then goes back to the queue and is executed again (not left queued).
+    slow_to_die = ("import os, pathlib, signal, sys, time\n"
+                   "if os.path.exists('second'):\n    sys.exit(0)\n"
+                   "pathlib.Path('second').touch()\n"
+                   "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1.5), sys.exit(1)))\n"
+                   "while True:\n    time.sleep(0.05)\n")
+    ens = create([run(1, py(slow_to_die))])
+    pid = start_detached(ens, cores=1)
+    wait_for(lambda: open_attempts(ens), "run 1 to be running")
+    ens.dequeue_runs([1])
+    wait_for(lambda: statuses(ens)[1] is RunStatus.KILLED, "run 1 to be killed")
+    ens.requeue_runs([1])
+    assert run_row(ens, 1)["claimed_by"] is not None, "the dying run stays claimed by its manager"
+    wait_manager_exit(ens, pid, deadline=20)
+    assert run_row(ens, 1)["status"] is RunStatus.SUCCESS
+    assert [a["outcome"] for a in ens.attempts(1)] == ["killed", "success"]
