@@ -12,6 +12,7 @@ from engine_helpers import (
     cpu_seconds,
     create,
     execute,
+    is_gone,
     long_sleep,
     open_attempts,
     pids_with,
@@ -191,3 +192,40 @@ def test_requeue_of_a_dying_dequeued_run_runs_it_again(edir):
     wait_manager_exit(ens, pid, deadline=20)
     assert run_row(ens, 1)["status"] is RunStatus.SUCCESS
     assert [a["outcome"] for a in ens.attempts(1)] == ["killed", "success"]
+
+
+def test_a_run_too_large_for_one_manager_is_left_for_a_larger_one(edir):
+    # The small manager meets run 1 (4 cores) with a core free: it must leave it queued, not fail it.
+    gate = edir / "gate"
+    ens = create([run(1, sh("true", cores_per_task=4)), run(2, sh(wait_file(gate)))])
+    small = start_detached(ens, cores=1, allow_multiple=True)
+    wait_for(lambda: open_attempts(ens), "the small manager to start run 2")
+    assert statuses(ens)[1] is RunStatus.QUEUED
+    large = start_detached(ens, cores=4, allow_multiple=True)
+    wait_for(lambda: statuses(ens)[1] is not RunStatus.QUEUED, "run 1 to finish")
+    gate.touch()
+    wait_manager_exit(ens, small)
+    assert statuses(ens) == {1: RunStatus.SUCCESS, 2: RunStatus.SUCCESS}
+    assert [a["manager"].split(":")[1] for a in ens.attempts(1)] == [str(large)]
+
+
+def test_a_run_advanced_by_another_manager_resumes_at_its_step(edir):
+    # Manager A read run 2 (at step 0) while busy; B ran its step 0 and was stopped during step 1.
+    # When A claims run 2 it must continue at step 1, not repeat step 0 or reuse attempt numbers.
+    gate_a, gate_step1 = edir / "gate_a", edir / "gate_step1"
+    log = edir / "step0.log"
+    ens = create([run(1, sh(wait_file(gate_a))),
+                  run(2, sh(f"echo step0 >> {log}"), sh(wait_file(gate_step1)))])
+    a = start_detached(ens, cores=1, allow_multiple=True)
+    wait_for(lambda: open_attempts(ens), "manager A to start run 1")
+    b = start_detached(ens, cores=1, allow_multiple=True, timeout=0.02)
+    wait_for(lambda: is_gone(b), "manager B to stop at its time limit")
+    assert run_row(ens, 2)["step"] == 1, "B finished step 0 and was interrupted in step 1"
+    gate_step1.touch()
+    gate_a.touch()
+    wait_manager_exit(ens, a)
+    assert statuses(ens) == {1: RunStatus.SUCCESS, 2: RunStatus.SUCCESS}
+    assert log.read_text().split() == ["step0"], "step 0 ran once"
+    attempts = ens.attempts(2)
+    assert [(x["step"], x["attempt"], x["outcome"]) for x in attempts] == [
+        (0, 1, "success"), (1, 2, "interrupted"), (1, 3, "success")]
