@@ -84,7 +84,6 @@ class RunState:
     placement: Placement | None = None
     attempt_started: float = 0.0
     kill_reason: str | None = None
-    hook_request: int | None = None
 
 
 @dataclass(order=True)
@@ -127,6 +126,7 @@ class Engine:
         self.post_ensemble_done = False
         self.failed = 0
         self.generation = 0
+        self.started = 0.0
         self.signal_received: int | None = None
         self.deadline = None if options.timeout is None else time.monotonic() + options.timeout * 60
         self.next_poll = 0.0
@@ -323,12 +323,15 @@ class Engine:
             self.exhausted = True
             return
         self.cursor = ids[-1]
-        counts = self.store.attempt_counts(ids)
-        for row in self.store.runs(ids):
-            run = RunState(row["id"], row["sample"], [Step.from_dict(s) for s in row["steps"]], row["run_dir"],
-                           row["step"], row["restarts"], counts.get(row["id"], 0))
+        for run in self._load_runs(ids):
             self.runs[run.id] = run
             self.waiting.append(run)
+
+    def _load_runs(self, ids: list[int]) -> list[RunState]:
+        """Fresh in-memory states of runs from the database (with their attempt counts)."""
+        counts = self.store.attempt_counts(ids)
+        return [RunState(row["id"], row["sample"], [Step.from_dict(s) for s in row["steps"]], row["run_dir"],
+                         row["step"], row["restarts"], counts.get(row["id"], 0)) for row in self.store.runs(ids)]
 
     def _reconcile(self) -> None:
         """Runs changed outside the loop (dequeue, requeue, add): refresh what is in memory."""
@@ -427,18 +430,17 @@ class Engine:
         """With several managers, another may have advanced a run since it was read: re-read the runs
         just claimed; one whose step changed gives back the placement taken for its old step."""
         ids = [r.id for r, _ in chosen if r.id in taken]
-        fresh = {row["id"]: row for row in self.store.runs(ids)} if ids else {}
-        counts = self.store.attempt_counts(ids) if ids else {}
+        fresh = {run.id: run for run in self._load_runs(ids)} if ids else {}
         out = []
         for run, placement in chosen:
-            row = fresh.get(run.id)
-            if row is not None and (row["step"], row["restarts"]) != (run.step, run.restarts):
-                run.step, run.restarts, run.prepared = row["step"], row["restarts"], row["step"] > 0
+            new = fresh.get(run.id)
+            if new is not None and (new.step, new.restarts) != (run.step, run.restarts):
+                new.prepared = new.step > 0
                 if placement is not None:
                     self.pool.release(placement)
                 placement = None
-            if row is not None:
-                run.attempts = counts.get(run.id, 0)
+            if new is not None:
+                self.runs[run.id] = run = new
             out.append((run, placement))
         return out
 
@@ -629,7 +631,6 @@ class Engine:
         run.phase = phase
         request = self.hooks.submit(phase.value, os.path.join(run.run_dir, f"ensemble.{phase.value}.log"),
                                     run.id, run.run_dir, run.sample)
-        run.hook_request = request
         self.hook_waiters[request] = run
 
     def _call_ensemble_hook_blocking(self, hook: str) -> None:
@@ -676,22 +677,18 @@ class Engine:
                 self._run_hook_done(waiter, reply)
 
     def _run_hook_done(self, run: RunState, reply: dict[str, Any]) -> None:
-        phase, run.hook_request = run.phase, None
-        if run.kill_reason == "dequeued" or (self.interrupting and not reply["ok"]):
-            if phase is Phase.PREP:
-                self.pool.release(run.placement)
+        """A prep_run or post_run call ended: start the step, complete the run, or give it back."""
+        ok, phase = reply["ok"], run.phase
+        give_back = (run.kill_reason == "dequeued" or (self.interrupting and not ok)
+                     or (phase is Phase.PREP and self.stop_reason is not None))
+        if phase is Phase.PREP and (give_back or not ok):
+            self.pool.release(run.placement)
+        if give_back:
             self._release_claim(run)
-            return
-        if not reply["ok"]:
-            if phase is Phase.PREP:
-                self.pool.release(run.placement)
+        elif not ok:
             self._complete(run, RunStatus.FAILURE, f"{phase.value} failed: {reply['error']}")
         elif phase is Phase.PREP:
-            if self.stop_reason is not None:
-                self.pool.release(run.placement)
-                self._release_claim(run)
-            else:
-                self._start_step(run, run.placement)
+            self._start_step(run, run.placement)
         else:
             value = reply.get("value")
             self._complete(run, RunStatus.SUCCESS, None, None if value is None else to_json(value, "post_run"))

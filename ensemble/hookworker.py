@@ -32,7 +32,7 @@ def _serve(interface_path: str, setup_dir: str) -> None:
     # they start see /dev/null as stdin and cannot read, or hang on, the manager's requests.
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     requests = os.fdopen(os.dup(0), "r")
-    saved_out, saved_err = os.dup(1), os.dup(2)
+    saved_err = os.dup(2)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
@@ -57,7 +57,6 @@ def _serve(interface_path: str, setup_dir: str) -> None:
         os.dup2(devnull, 1)
         os.dup2(saved_err, 2)
         protocol.write(json.dumps(reply) + "\n")
-    os.close(saved_out)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The :class:`Ensemble` manager: create, open, query and control an ensemble."""
 from __future__ import annotations
 
+import inspect
 import json
 import numbers
 import os
@@ -437,26 +438,12 @@ def _install(tmp: Path, setup: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-_CREATE_PARAMS = ("application", "runs", "run_parse", "run_copy", "run_symlink", "run_dir_names", "app_interface",
-                  "setup_dir", "max_restarts", "max_failed_runs", "app_is_batch_script", "use_flux", "abort_on")
-_CREATE_DEFAULTS: dict[str, Any] = dict(application=None, runs=None, run_parse=None, run_copy=None,
-                                        run_symlink=None, run_dir_names=None, app_interface=None,
-                                        setup_dir=DEFAULT_SETUP_DIR, max_restarts=0, max_failed_runs=None,
-                                        app_is_batch_script=True, use_flux=False, abort_on=None,
-                                        template_engine="tokens", strict_templates=True)
-
-
 def _split_create_args(args: tuple, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """Bind ``create``-style arguments; return (options, setup_dir)."""
-    if len(args) > len(_CREATE_PARAMS):
-        raise SpecTypeError(f"create: takes at most {len(_CREATE_PARAMS)} positional arguments, got {len(args)}")
-    options = dict(_CREATE_DEFAULTS)
-    for name, value in zip(_CREATE_PARAMS, args):
-        options[name] = value
-    for name, value in kwargs.items():
-        if name not in options:
-            raise SpecTypeError(f"create: unexpected argument {name!r}")
-        if name in _CREATE_PARAMS[:len(args)]:
-            raise SpecTypeError(f"create: got two values for {name!r}")
-        options[name] = value
+    """Bind arguments as :meth:`Ensemble.create` takes them; return (options, setup_dir)."""
+    try:
+        bound = inspect.signature(Ensemble.create).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise SpecTypeError(f"create: {exc}") from None
+    bound.apply_defaults()
+    options = dict(bound.arguments)
     return options, options.pop("setup_dir")

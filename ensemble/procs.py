@@ -3,6 +3,7 @@ and find processes tagged with a manager id (even ones that left their group).""
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import signal
 import subprocess
@@ -25,8 +26,8 @@ class Child:
         return self.popen.pid
 
 
-#: Pauses between attempts to start a script that is "text file busy"; None ends the retries.
-ETXTBSY_DELAYS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, None)
+#: Pauses between attempts to start a script that is "text file busy".
+ETXTBSY_DELAYS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 _DEVNULL: int | None = None
 
 
@@ -61,15 +62,16 @@ def _popen_retrying_busy(argv: Sequence[str], cwd: str, env: Mapping[str, str], 
     """Popen, retrying ETXTBSY: a script just written may still be open for writing in a child
     that another thread of this process (a user's, when execute_local blocks) forked and that has
     not reached exec yet (the descriptor closes on exec)."""
+    start = functools.partial(subprocess.Popen, argv, cwd=cwd, env=env, stdin=_devnull(), stdout=out, stderr=err,
+                              start_new_session=True, close_fds=False)
     for delay in ETXTBSY_DELAYS:
         try:
-            return subprocess.Popen(argv, cwd=cwd, env=env, stdin=_devnull(), stdout=out, stderr=err,
-                                    start_new_session=True, close_fds=False)
+            return start()
         except OSError as exc:
-            if exc.errno != errno.ETXTBSY or delay is None:
+            if exc.errno != errno.ETXTBSY:
                 raise
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+        time.sleep(delay)
+    return start()
 
 
 def signal_group(pgid: int, sig: int) -> None:

@@ -9,7 +9,6 @@ Samples, steps and results are JSON text, never pickle.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -257,17 +256,17 @@ class Store:
         return changed
 
     # -- runs: reading ---------------------------------------------------------
-    def existing_run_ids(self, run_ids: Iterable[int]) -> set[int]:
-        ids = list(run_ids)
-        found: set[int] = set()
+    def _rows_for_ids(self, sql: str, run_ids: Iterable[int]) -> list[tuple]:
+        """Rows of ``sql`` (with ``{marks}`` inside ``IN (...)``) for any number of ids, in chunks
+        that stay below SQLite's limit on bound parameters."""
+        ids, rows = list(run_ids), []
         for i in range(0, len(ids), 900):
             chunk = ids[i:i + 900]
-            marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self.conn.execute(f"SELECT id FROM runs WHERE id IN ({marks})", chunk))
-        return found
+            rows += self.conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk).fetchall()
+        return rows
 
-    def count_runs(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    def existing_run_ids(self, run_ids: Iterable[int]) -> set[int]:
+        return {r[0] for r in self._rows_for_ids("SELECT id FROM runs WHERE id IN ({marks})", run_ids)}
 
     def counts_by_status(self) -> dict[RunStatus, int]:
         counts = {s: 0 for s in RunStatus}
@@ -299,12 +298,7 @@ class Store:
         if run_ids is None:
             rows = self.conn.execute(sql + " ORDER BY r.id").fetchall()
         else:
-            rows = []
-            ids = list(run_ids)
-            for i in range(0, len(ids), 900):
-                chunk = ids[i:i + 900]
-                rows += self.conn.execute(sql + f" WHERE r.id IN ({','.join('?' * len(chunk))}) ORDER BY r.id",
-                                          chunk).fetchall()
+            rows = sorted(self._rows_for_ids(sql + " WHERE r.id IN ({marks})", run_ids))
         return [_run_row(r) for r in rows]
 
     def attempts(self, run_id: int | None = None) -> list[dict[str, Any]]:
@@ -361,18 +355,12 @@ class Store:
         return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status=0").fetchone()[0]
 
     def attempt_counts(self, run_ids: Sequence[int]) -> dict[int, int]:
-        marks = ",".join("?" * len(run_ids))
-        return dict(self.conn.execute(
-            f"SELECT run_id, MAX(attempt) FROM attempts WHERE run_id IN ({marks}) GROUP BY run_id", list(run_ids)))
+        return dict(self._rows_for_ids(
+            "SELECT run_id, MAX(attempt) FROM attempts WHERE run_id IN ({marks}) GROUP BY run_id", run_ids))
 
     def statuses(self, run_ids: Sequence[int]) -> dict[int, RunStatus]:
-        out: dict[int, RunStatus] = {}
-        ids = list(run_ids)
-        for i in range(0, len(ids), 900):
-            chunk = ids[i:i + 900]
-            out.update((r[0], RunStatus(r[1])) for r in self.conn.execute(
-                f"SELECT id, status FROM runs WHERE id IN ({','.join('?' * len(chunk))})", chunk))
-        return out
+        rows = self._rows_for_ids("SELECT id, status FROM runs WHERE id IN ({marks})", run_ids)
+        return {run_id: RunStatus(status) for run_id, status in rows}
 
     def claim(self, manager: str, run_ids: Sequence[int]) -> list[int]:
         """Atomically take queued, unclaimed runs (inside a transaction); return those taken."""
@@ -470,11 +458,3 @@ def _run_row(r: tuple) -> dict[str, Any]:
         message=r[9],
     )
 
-
-def wipe(directory: Path) -> None:
-    """Remove the database files (main, WAL, shared memory, journal) from ``directory``."""
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        try:
-            os.unlink(directory / (DB_NAME + suffix))
-        except FileNotFoundError:
-            pass
