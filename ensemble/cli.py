@@ -171,10 +171,14 @@ def cmd_rundirs(args: argparse.Namespace) -> None:
 
 
 def cmd_execute(args: argparse.Namespace) -> None:
+    from ensemble import execution
+
     ensemble = _open(args)
-    pid = ensemble.execute_local(blocking=args.block, timeout=args.timeout, parallelism=args.parallelism,
-                           allow_multiple=args.allow_multiple, max_concurrency=args.max_concurrency,
-                           cores=args.cores, gpus=args.gpus)
+    # --block runs the manager in this process (no second interpreter to start).
+    pid = execution.execute_local(ensemble.setup_dir, ensemble.store, blocking=args.block, in_process=args.block,
+                                  timeout=args.timeout, parallelism=args.parallelism,
+                                  allow_multiple=args.allow_multiple, max_concurrency=args.max_concurrency,
+                                  cores=args.cores, gpus=args.gpus, kill_grace=args.kill_grace)
     if args.block:
         counts = ensemble.status_counts()
         print(" ".join(f"{k}={v}" for k, v in counts.items()))
@@ -274,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("--cores", type=int, help="cores to use (default: detected)")
     execute.add_argument("--gpus", type=int, help="GPUs to use (default: detected)")
     execute.add_argument("--parallelism", type=int, help="hook worker processes (default 1)")
+    execute.add_argument("--kill-grace", type=float, default=3.0,
+                         help="seconds between SIGTERM and SIGKILL when a step is killed (default 3)")
     execute.add_argument("--allow-multiple", action="store_true", help="share the work with other managers")
     execute.set_defaults(func=cmd_execute)
 

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,26 +129,29 @@ def apply_direct(store: Store, config: EnsembleConfig, commands: Iterable[dict[s
     return applied
 
 
-def ingest(store: Store, config: EnsembleConfig, setup_dir: Path) -> Applied:
-    """Apply every pending inbox file once; invalid ones are logged and recorded, not raised."""
+def ingest(store: Store, config: EnsembleConfig, setup_dir: Path, fence: Callable[[], None] | None = None) -> Applied:
+    """Apply every pending inbox file once; invalid ones are logged and recorded, not raised.
+
+    A manager passes ``fence``: called first inside the transaction, it raises when the
+    manager's lease is gone, so a fenced-off manager applies nothing.
+    """
     files = pending(setup_dir)
     applied = Applied()
     if not files:
         return applied
     with store.transaction():
+        if fence is not None:
+            fence()
         for path in files:
             if store.inbox_done(path.name):
                 continue
-            store.conn.execute("SAVEPOINT command")
             try:
-                command = json.loads(path.read_text(encoding="utf-8"))
-                if not isinstance(command, dict):
-                    raise EnsembleError(f"expected a JSON object, got {type(command).__name__}")
-                apply_command(store, config, command, applied)
-                store.conn.execute("RELEASE command")
+                with store.savepoint("command"):
+                    command = json.loads(path.read_text(encoding="utf-8"))
+                    if not isinstance(command, dict):
+                        raise EnsembleError(f"expected a JSON object, got {type(command).__name__}")
+                    apply_command(store, config, command, applied)
             except Exception as exc:  # noqa: BLE001 - any bad command is rejected alone, never blocks the inbox
-                store.conn.execute("ROLLBACK TO command")
-                store.conn.execute("RELEASE command")
                 message = f"inbox command {path.name} rejected: {exc}"
                 log.error(message)
                 applied.errors.append(message)

@@ -1,6 +1,7 @@
 """Starting the engine: in this process (blocking) or as a detached manager process."""
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
@@ -9,11 +10,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ensemble.engine import Engine, EngineOptions
+from ensemble.engine import EXIT_DISK_FULL, EXIT_LEASE_LOST, Engine, EngineOptions
 from ensemble.errors import EnsembleBusy, EnsembleError, SpecError, SpecTypeError
 from ensemble.launchers import get_launcher
 from ensemble.lease import live_leases
@@ -21,7 +22,11 @@ from ensemble.providers import LocalProvider
 from ensemble.store import Store
 
 PID_FILE = "manager.pid"
-START_WAIT_SECONDS = 60.0
+READY_FD = "ENSEMBLE_READY_FD"
+PARENT_PID = "ENSEMBLE_PARENT_PID"
+PR_SET_PDEATHSIG = 1
+EXIT_MESSAGES = {EXIT_DISK_FULL: "the file system is full", EXIT_LEASE_LOST: "its lease was taken over",
+                 2: "it could not start or a hook failed"}
 
 
 def _positive(name: str, value: Any, number: type = int) -> Any:
@@ -36,15 +41,18 @@ def _positive(name: str, value: Any, number: type = int) -> Any:
 
 
 def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concurrency: Any, cores: Any,
-                 gpus: Any) -> dict[str, Any]:
-    """Validated execution options as plain JSON (what a detached manager receives)."""
+                 gpus: Any, kill_grace: Any = 3.0) -> dict[str, Any]:
+    """Validated execution options as plain JSON (what a manager process receives)."""
     if not isinstance(allow_multiple, bool):
         raise SpecTypeError(f"allow_multiple: expected True or False, got {allow_multiple!r}")
     if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
         raise SpecError(f"gpus: expected an integer >= 0, got {gpus!r}")
+    if isinstance(kill_grace, bool) or not isinstance(kill_grace, (int, float)) or not (
+            math.isfinite(kill_grace) and kill_grace >= 0):
+        raise SpecError(f"kill_grace: expected seconds >= 0, got {kill_grace!r}")
     spec = dict(timeout=_positive("timeout", timeout, float), parallelism=_positive("parallelism", parallelism) or 1,
                 allow_multiple=allow_multiple, max_concurrency=_positive("max_concurrency", max_concurrency),
-                cores=_positive("cores", cores), gpus=gpus, launcher="local")
+                cores=_positive("cores", cores), gpus=gpus, kill_grace=float(kill_grace), launcher="local")
     LocalProvider(spec["cores"], spec["gpus"]).nodes()
     return spec
 
@@ -56,21 +64,33 @@ def _check_not_busy(store: Store, allow_multiple: bool) -> None:
                                "(pass allow_multiple=True to both to share the work)")
 
 
-def execute_local(setup_dir: Path, store: Store, blocking: bool, **options: Any) -> int | None:
-    """Validate options, then run the engine here (blocking) or detached."""
+def execute_local(setup_dir: Path, store: Store, blocking: bool, in_process: bool = False,
+                  **options: Any) -> int | None:
+    """Validate options, then run a manager: in this process (``in_process``, for the CLI), as a
+    child this process waits for (``blocking``), or detached; return the detached pid."""
     if not isinstance(blocking, bool):
         raise SpecTypeError(f"blocking: expected True or False, got {blocking!r}")
     spec = options_spec(**options)
     _check_not_busy(store, spec["allow_multiple"])
-    if blocking:
+    if blocking and in_process:
         code = run_engine(setup_dir, dict(spec))
-        if code > 128:
-            signal.raise_signal(code - 128)
-        return None
-    return _spawn_detached(setup_dir, spec, store)
+    elif blocking:
+        code = _wait_for_child(setup_dir, spec, store)
+    else:
+        return _spawn_detached(setup_dir, spec, store)[0].pid
+    if code > 128:
+        signal.raise_signal(code - 128)
+    if code == 2:
+        tail = (setup_dir / "logs" / "manager.out").read_text(errors="replace").strip().splitlines()[-1:]
+        raise EnsembleError(tail[0].removeprefix("ensemble: error: ") if tail else EXIT_MESSAGES[2])
+    if code:
+        why = EXIT_MESSAGES.get(code, "an internal error")
+        raise EnsembleError(f"manager exited with {code}: {why} (see {setup_dir}/logs/manager.log and manager.out)")
+    return None
 
 
-def run_engine(setup_dir: Path, spec: dict[str, Any]) -> int:
+def run_engine(setup_dir: Path, spec: dict[str, Any], on_ready: Callable[[str], None] | None = None,
+               early_signal: Callable[[], int | None] | None = None) -> int:
     """Run the engine in this process with its log in ``<setup_dir>/logs/manager.log``."""
     handler = logging.FileHandler(setup_dir / "logs" / "manager.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
@@ -80,50 +100,105 @@ def run_engine(setup_dir: Path, spec: dict[str, Any]) -> int:
     try:
         provider = LocalProvider(spec.pop("cores"), spec.pop("gpus"))
         launcher = get_launcher(spec.pop("launcher"))
-        return Engine(setup_dir, provider, launcher, EngineOptions(**spec)).run()
+        return Engine(setup_dir, provider, launcher, EngineOptions(**spec), on_ready=on_ready,
+                      early_signal=early_signal).run()
     finally:
         logger.removeHandler(handler)
         handler.close()
 
 
-def _spawn_detached(setup_dir: Path, spec: dict[str, Any], store: Store) -> int:
-    """Start a manager process and wait until it holds the lease (or finished); return its pid."""
+def _spawn_detached(setup_dir: Path, spec: dict[str, Any], store: Store,
+                    tied: bool = False) -> tuple[subprocess.Popen, int]:
+    """Start a manager process and wait until it holds its lease; return it and its ready pipe.
+
+    The manager says "ready" on a pipe once it holds the lease (and has written
+    ``manager.pid``); end of file before that means it failed to start.
+    """
+    read, write = os.pipe2(os.O_CLOEXEC)
     out = open(setup_dir / "logs" / "manager.out", "ab")
     with out:
         popen = subprocess.Popen([sys.executable, "-m", "ensemble.execution", str(setup_dir), json.dumps(spec)],
                                  stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True, cwd=setup_dir)
-    (setup_dir / PID_FILE).write_text(f"{popen.pid}\n")
-    deadline = time.monotonic() + START_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if any(lease["pid"] == popen.pid for lease in store.leases()):
-            # Reap the manager whenever it exits: unreaped, a dead manager (even one killed by
-            # SIGKILL) would stay a zombie of this process and its lease would look alive.
-            threading.Thread(target=popen.wait, name=f"ensemble-reaper-{popen.pid}", daemon=True).start()
-            return popen.pid
-        code = popen.poll()
-        if code == 0:
-            return popen.pid
-        if code is not None:
-            tail = (setup_dir / "logs" / "manager.out").read_text(errors="replace").strip().splitlines()[-1:]
-            raise EnsembleError(f"manager exited with {code} at start: {tail[0] if tail else 'no output'}")
-        time.sleep(0.02)
-    raise EnsembleError(f"manager pid {popen.pid} did not start within {START_WAIT_SECONDS:.0f} s "
-                        f"(see {setup_dir}/logs/manager.out)")
+                                 start_new_session=True, cwd=setup_dir, pass_fds=(write,),
+                                 env={**os.environ, READY_FD: str(write),
+                                      **({PARENT_PID: str(os.getpid())} if tied else {})})
+    os.close(write)
+    with os.fdopen(read, "rb") as ready:
+        said = ready.readline()
+    if said.strip() == b"ready":
+        # Reap the manager whenever it exits: unreaped, a dead manager would stay a zombie of
+        # this process and its lease would look alive.
+        threading.Thread(target=popen.wait, name=f"ensemble-reaper-{popen.pid}", daemon=True).start()
+        return popen, popen.pid
+    code = popen.wait()
+    tail = (setup_dir / "logs" / "manager.out").read_text(errors="replace").strip().splitlines()[-1:]
+    if code == 2 and tail and "already executing" in tail[0]:
+        raise EnsembleBusy(tail[0].removeprefix("ensemble: error: "))
+    raise EnsembleError(f"manager exited with {code} at start: {tail[0] if tail else 'no output'}")
+
+
+def _wait_for_child(setup_dir: Path, spec: dict[str, Any], store: Store) -> int:
+    """Run a manager as a child and wait for it, passing on SIGINT/SIGTERM/SIGHUP; the child
+    gets SIGTERM if this process dies (a blocking manager never outlives its caller)."""
+    popen, _ = _spawn_detached(setup_dir, spec, store, tied=True)
+    forward = lambda signum, frame: popen.send_signal(signum)  # noqa: E731
+    saved = {}
+    if threading.current_thread() is threading.main_thread():
+        saved = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return popen.wait()
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _announce(setup_dir: Path, manager: str) -> None:
+    """The manager holds its lease: write ``manager.pid`` (atomically) and tell the starter."""
+    tmp = setup_dir / f".{PID_FILE}.{os.getpid()}"
+    tmp.write_text(f"{os.getpid()}\n")
+    os.replace(tmp, setup_dir / PID_FILE)
+    fd = os.environ.pop(READY_FD, None)
+    if fd is not None:
+        try:
+            os.write(int(fd), b"ready\n")
+            os.close(int(fd))
+        except OSError:
+            pass
+
+
+def _tie_to_parent() -> None:
+    """Ask for SIGTERM when the process that waits for this manager dies."""
+    parent = os.environ.pop(PARENT_PID, None)
+    if parent is None:
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != int(parent):
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Detached manager: ``python -m ensemble.execution SETUP_DIR OPTIONS_JSON``."""
+    """A manager process: ``python -m ensemble.execution SETUP_DIR OPTIONS_JSON``.
+
+    Signals are recorded from the first line on (and stay handled until the process exits),
+    so a SIGTERM at any moment ends in a clean shutdown with status 143.
+    """
+    early: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: early.append(signum))
+    _tie_to_parent()
     args = sys.argv[1:] if argv is None else argv
     setup_dir = Path(args[0])
+    announced = []
     try:
-        return run_engine(setup_dir, json.loads(args[1]))
+        code = run_engine(setup_dir, json.loads(args[1]), early_signal=lambda: early[0] if early else None,
+                          on_ready=lambda manager: announced.append(_announce(setup_dir, manager)))
+        return code
     except EnsembleError as exc:
         print(f"ensemble: error: {exc}", file=sys.stderr, flush=True)
         return 2
     finally:
         pid_file = setup_dir / PID_FILE
-        if pid_file.is_file() and pid_file.read_text().strip() == str(os.getpid()):
+        if announced and pid_file.is_file() and pid_file.read_text().strip() == str(os.getpid()):
             pid_file.unlink()
 
 

@@ -83,6 +83,7 @@ class HookPool:
     manager_id: str
     cwd: str
     size: int = 1
+    error_log: str = os.devnull
     workers: list[HookWorker] = field(default_factory=list)
     backlog: deque = field(default_factory=deque)
     next_id: int = 0
@@ -90,19 +91,46 @@ class HookPool:
     def start(self) -> frozenset[str]:
         """Start the workers; return the hook names the interface defines."""
         while len(self.workers) < self.size:
-            self.workers.append(self._spawn())
+            self.workers.append(self.spawn())
         return self.workers[0].hooks
 
-    def _spawn(self) -> HookWorker:
-        env = {**os.environ, ENV_MANAGER: self.manager_id, ENV_SETUP_DIR: self.setup_dir}
-        popen = subprocess.Popen([sys.executable, "-m", "ensemble.hookworker", self.interface_path, self.setup_dir],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,
-                                 cwd=self.cwd)
+    def spawn(self) -> HookWorker:
+        """Start one worker and wait for its greeting; RuntimeError (with the worker's own error
+        output, e.g. the traceback of a failed import) if it exits first."""
+        errors = open(self.error_log, "ab+")
+        with errors:
+            offset = errors.tell()
+            env = {**os.environ, ENV_MANAGER: self.manager_id, ENV_SETUP_DIR: self.setup_dir}
+            popen = subprocess.Popen([sys.executable, "-m", "ensemble.hookworker", self.interface_path,
+                                      self.setup_dir], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=errors, env=env, start_new_session=True, cwd=self.cwd)
         hello = popen.stdout.readline()
         if not hello:
             code = popen.wait()
-            raise RuntimeError(f"hook worker for {self.interface_path} exited with {code} before starting")
+            popen.stdout.close()
+            popen.stdin.close()
+            with open(self.error_log, "rb") as log:
+                log.seek(offset)
+                text = log.read().decode(errors="replace").strip()
+            raise RuntimeError(f"hook worker for {self.interface_path} exited with {code} before starting"
+                               + (f":\n{text}" if text else ""))
         return HookWorker(popen, frozenset(json.loads(hello)["hooks"]))
+
+    def replace(self, index: int) -> HookWorker:
+        """Respawn the dead worker at ``index`` (RuntimeError as :meth:`spawn`)."""
+        self.workers[index] = worker = self.spawn()
+        self._dispatch()
+        return worker
+
+    def fail_backlog(self, error: str) -> list[dict[str, Any]]:
+        """Fail every queued request (no worker can take them); return the failure replies."""
+        replies = [{"id": r["id"], "ok": False, "error": error, "traceback": error} for r in self.backlog]
+        self.backlog.clear()
+        return replies
+
+    @property
+    def alive(self) -> int:
+        return sum(not w.dead for w in self.workers)
 
     def submit(self, hook: str, log: str, run_id: int | None = None, run_dir: str | None = None,
                sample: dict | None = None) -> int:
@@ -129,17 +157,19 @@ class HookPool:
 
     def readable(self, fd: int) -> list[dict[str, Any]]:
         """Read what a worker wrote; return completed replies (a dead worker fails its request)."""
-        worker = next(w for w in self.workers if w.fd == fd)
+        worker = next(w for w in self.workers if not w.dead and w.fd == fd)
         data = os.read(fd, 1 << 16)
         replies = []
         if not data:
             code = worker.popen.wait()
+            worker.dead = True
+            worker.popen.stdout.close()
+            worker.popen.stdin.close()
             if worker.busy is not None:
                 replies.append({"id": worker.busy["id"], "ok": False,
                                 "error": f"hook worker died (exit code {code}) during {worker.busy['hook']}"})
-            self.workers[self.workers.index(worker)] = replacement = self._spawn()
-            replies.append({"replaced": fd, "fd": replacement.fd})
-            self._dispatch()
+                worker.busy = None
+            replies.append({"dead": fd, "index": self.workers.index(worker)})
             return replies
         worker.buffer += data
         while b"\n" in worker.buffer:
@@ -152,18 +182,19 @@ class HookPool:
     def kill_busy(self) -> None:
         """Kill the workers inside a hook call (an interrupted manager must not wait for them)."""
         for worker in self.workers:
-            if worker.busy is not None:
+            if worker.busy is not None and not worker.dead:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(worker.popen.pid, signal.SIGKILL)
 
     def stop(self) -> None:
         """Close the workers' input and wait for them (killing stragglers)."""
-        for worker in self.workers:
+        live = [w for w in self.workers if not w.dead]
+        for worker in live:
             try:
                 worker.popen.stdin.close()
             except OSError:
                 pass
-        for worker in self.workers:
+        for worker in live:
             try:
                 worker.popen.wait(timeout=5)
             except subprocess.TimeoutExpired:

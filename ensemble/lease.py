@@ -17,7 +17,9 @@ from ensemble.store import Store
 
 HEARTBEAT_SECONDS = 10.0
 STALE_AFTER_SECONDS = 6 * HEARTBEAT_SECONDS
-HOST = socket.gethostname()
+#: This host's name in leases and attempts; ``ENSEMBLE_HOSTNAME`` overrides it (containers whose
+#: host names repeat across nodes, tests of the cross-host path).
+HOST = os.environ.get("ENSEMBLE_HOSTNAME") or socket.gethostname()
 
 
 def process_start_time(pid: int) -> str | None:

@@ -306,7 +306,7 @@ class Ensemble:
     # -- execution -----------------------------------------------------------------
     def execute_local(self, blocking: bool = False, timeout: float | None = None, parallelism: int | None = None,
                       allow_multiple: bool = False, max_concurrency: int | None = None, *,
-                      cores: int | None = None, gpus: int | None = None) -> int | None:
+                      cores: int | None = None, gpus: int | None = None, kill_grace: float = 3.0) -> int | None:
         """Execute the ensemble on this machine.
 
         Args:
@@ -318,6 +318,7 @@ class Ensemble:
             allow_multiple: let several managers share the work (each run still runs once).
             max_concurrency: most runs in flight at once (default: as many as resources allow).
             cores, gpus: resources to pack runs onto (default: detected on this machine).
+            kill_grace: seconds between SIGTERM and SIGKILL when a step is killed.
 
         Returns:
             the detached manager's pid, or None when blocking.
@@ -329,7 +330,7 @@ class Ensemble:
 
         return execution.execute_local(self.setup_dir, self.store, blocking=blocking, timeout=timeout,
                                 parallelism=parallelism, allow_multiple=allow_multiple,
-                                max_concurrency=max_concurrency, cores=cores, gpus=gpus)
+                                max_concurrency=max_concurrency, cores=cores, gpus=gpus, kill_grace=kill_grace)
 
     # -- summaries -----------------------------------------------------------------
     def as_dataframe(self, include_none: bool = True):

@@ -9,6 +9,7 @@ Samples, steps and results are JSON text, never pickle.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -96,7 +97,14 @@ def filesystem_type(path: Path) -> str:
 
 
 def journal_mode_for(directory: Path) -> str:
-    """WAL on local file systems, the rollback journal on network ones."""
+    """WAL on local file systems, the rollback journal on network ones.
+
+    ``ENSEMBLE_JOURNAL_MODE=DELETE`` (or ``WAL``) forces a mode, e.g. for a file system
+    this module does not recognise as networked.
+    """
+    forced = os.environ.get("ENSEMBLE_JOURNAL_MODE", "").upper()
+    if forced in ("WAL", "DELETE"):
+        return forced
     return "DELETE" if filesystem_type(directory) in NETWORK_FS else "WAL"
 
 
@@ -169,6 +177,18 @@ class Store:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    @contextmanager
+    def savepoint(self, name: str = "sp") -> Iterator[None]:
+        """A nested unit inside a transaction: rolled back alone on error (the error propagates)."""
+        self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute(f"ROLLBACK TO {name}")
+            self.conn.execute(f"RELEASE {name}")
+            raise
+        self.conn.execute(f"RELEASE {name}")
 
     # -- meta ------------------------------------------------------------------
     def get_meta(self, key: str, default: Any = None) -> Any:
@@ -334,8 +354,10 @@ class Store:
     def drop_lease(self, manager: str) -> None:
         self.conn.execute("DELETE FROM leases WHERE manager=?", (manager,))
 
-    def heartbeat(self, manager: str) -> None:
-        self.conn.execute("UPDATE leases SET heartbeat=? WHERE manager=?", (time.time(), manager))
+    def renew_lease(self, manager: str) -> bool:
+        """Refresh this manager's heartbeat; False when its lease row is gone (taken over)."""
+        return self.conn.execute("UPDATE leases SET heartbeat=? WHERE manager=?",
+                                 (time.time(), manager)).rowcount == 1
 
     # -- inbox bookkeeping -----------------------------------------------------
     def inbox_done(self, name: str) -> bool:
@@ -362,15 +384,37 @@ class Store:
         rows = self._rows_for_ids("SELECT id, status FROM runs WHERE id IN ({marks})", run_ids)
         return {run_id: RunStatus(status) for run_id, status in rows}
 
-    def claim(self, manager: str, run_ids: Sequence[int]) -> list[int]:
-        """Atomically take queued, unclaimed runs (inside a transaction); return those taken."""
-        taken = []
-        for run_id in run_ids:
-            cur = self.conn.execute("UPDATE runs SET claimed_by=? WHERE id=? AND status=0 AND claimed_by IS NULL",
-                                    (manager, run_id))
-            if cur.rowcount:
-                taken.append(run_id)
-        return taken
+    def claim(self, manager: str, run_id: int) -> bool:
+        """Take one queued, unclaimed run (inside a transaction); return whether it was taken."""
+        return self.conn.execute("UPDATE runs SET claimed_by=? WHERE id=? AND status=0 AND claimed_by IS NULL",
+                                 (manager, run_id)).rowcount == 1
+
+    def claim_next(self, manager: str, limit: int, exclude: Sequence[int] = ()) -> list[int]:
+        """Take up to ``limit`` of the lowest queued, unclaimed runs not in ``exclude`` (inside a
+        transaction).
+
+        Under ``BEGIN IMMEDIATE`` nobody else writes between the select and the update, so
+        managers sharing an ensemble take disjoint batches and never lose a claim.
+        """
+        skip = f" AND id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
+        ids = [r[0] for r in self.conn.execute(
+            f"SELECT id FROM runs WHERE status=0 AND claimed_by IS NULL{skip} ORDER BY id LIMIT ?",
+            (*exclude, limit))]
+        for run_id in ids:
+            self.conn.execute("UPDATE runs SET claimed_by=? WHERE id=?", (manager, run_id))
+        return ids
+
+    def insert_attempt(self, run_id: int, step: int, attempt: int, manager: str, host: str, start: float,
+                       command: list[str], placement: list[dict] | None) -> int:
+        """Record an attempt before its process starts; return the attempt's row id."""
+        return self.conn.execute(
+            "INSERT INTO attempts(run_id, step, attempt, manager, host, start, command, placement) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, step, attempt, manager, host, start, json.dumps(command),
+             None if placement is None else json.dumps(placement))).lastrowid
+
+    def claimed_by(self, manager: str) -> list[int]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM runs WHERE claimed_by=?", (manager,))]
 
     def recover_orphans(self, now: float) -> tuple[int, int]:
         """Close attempts and free runs of managers that hold no lease; return (attempts, runs)."""
@@ -385,68 +429,60 @@ class Store:
     def count_failed(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status=?", (int(RunStatus.FAILURE),)).fetchone()[0]
 
-    def apply(self, ops: dict[str, list[tuple]]) -> None:
-        """Execute a :class:`WriteBatch`'s statements (inside a transaction), in the dict's order."""
-        for sql, rows in ops.items():
+    def apply(self, batch: "WriteBatch") -> None:
+        """Execute a :class:`WriteBatch`'s statements (inside a transaction), in its fixed order."""
+        for sql, rows in batch.ops.items():
             if rows:
                 self.conn.executemany(sql, rows)
 
 
 class WriteBatch:
-    """Changes collected by the engine during one loop turn, committed in one transaction."""
+    """Changes one manager collected since its last flush, committed in one fenced transaction.
 
-    CLAIM = "UPDATE runs SET claimed_by=? WHERE id=?"
-    START = ("INSERT INTO attempts(run_id, step, attempt, manager, host, pid, start, command, placement) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-    END = "UPDATE attempts SET end=?, exit_code=?, signal=?, outcome=? WHERE run_id=? AND attempt=?"
-    PROGRESS = "UPDATE runs SET step=?, restarts=? WHERE id=?"
+    Every write to a run carries ``AND claimed_by=<manager>`` and attempts are updated by their
+    own row id, so a manager that lost its lease can never change another manager's runs.
+    """
+
+    PID = "UPDATE attempts SET pid=? WHERE id=?"
+    END = "UPDATE attempts SET end=?, exit_code=?, signal=?, outcome=? WHERE id=? AND end IS NULL"
+    PROGRESS = "UPDATE runs SET step=?, restarts=? WHERE id=? AND claimed_by=?"
     COMPLETE = ("UPDATE runs SET status=?, claimed_by=NULL, step=?, restarts=?, message=?, "
-                "result=COALESCE(?, result) WHERE id=? AND status=0")
-    UNCLAIM = "UPDATE runs SET claimed_by=NULL, step=?, restarts=? WHERE id=?"
+                "result=COALESCE(?, result) WHERE id=? AND status=0 AND claimed_by=?")
+    UNCLAIM = "UPDATE runs SET claimed_by=NULL, step=?, restarts=? WHERE id=? AND claimed_by=?"
     EVENT = "INSERT INTO events(time, run_id, kind, detail) VALUES (?, ?, ?, ?)"
 
-    #: Statements run in this order at a flush, each with ``executemany``.  Within one loop turn a
-    #: run is claimed before it starts, starts before it ends, progresses before it completes or is
-    #: released, so this fixed order gives the same result as the order of the calls.
-    ORDER = (CLAIM, START, END, PROGRESS, COMPLETE, UNCLAIM, EVENT)
+    #: Statements run in this order at a flush, each with ``executemany``.  Between two flushes a
+    #: run progresses before it completes or is released, so this order equals the calls' order.
+    ORDER = (PID, END, PROGRESS, COMPLETE, UNCLAIM, EVENT)
 
-    def __init__(self) -> None:
+    def __init__(self, manager: str) -> None:
+        self.manager = manager
         self.ops: dict[str, list[tuple]] = {sql: [] for sql in self.ORDER}
 
     def __bool__(self) -> bool:
         return any(self.ops.values())
 
-    def claim(self, manager: str, run_id: int) -> None:
-        self.ops[self.CLAIM].append((manager, run_id))
+    def set_pid(self, attempt_id: int, pid: int) -> None:
+        self.ops[self.PID].append((pid, attempt_id))
 
-    def start_attempt(self, run_id: int, step: int, attempt: int, manager: str, host: str, pid: int | None,
-                      start: float, command: list[str], placement: list[dict] | None) -> None:
-        self.ops[self.START].append((run_id, step, attempt, manager, host, pid, start, json.dumps(command),
-                                     None if placement is None else json.dumps(placement)))
-
-    def end_attempt(self, run_id: int, attempt: int, end: float, exit_code: int | None, signal: int | None,
+    def end_attempt(self, attempt_id: int, end: float, exit_code: int | None, signal: int | None,
                     outcome: str) -> None:
-        self.ops[self.END].append((end, exit_code, signal, outcome, run_id, attempt))
+        self.ops[self.END].append((end, exit_code, signal, outcome, attempt_id))
 
     def progress(self, run_id: int, step: int, restarts: int) -> None:
-        self.ops[self.PROGRESS].append((step, restarts, run_id))
+        self.ops[self.PROGRESS].append((step, restarts, run_id, self.manager))
 
     def complete(self, run_id: int, status: RunStatus, step: int, restarts: int, message: str | None,
                  result_json: str | None) -> None:
-        self.ops[self.COMPLETE].append((int(status), step, restarts, message, result_json, run_id))
+        self.ops[self.COMPLETE].append((int(status), step, restarts, message, result_json, run_id, self.manager))
 
     def unclaim(self, run_id: int, step: int, restarts: int) -> None:
-        self.ops[self.UNCLAIM].append((step, restarts, run_id))
+        self.ops[self.UNCLAIM].append((step, restarts, run_id, self.manager))
 
     def event(self, run_id: int | None, kind: str, detail: Any = None) -> None:
         self.ops[self.EVENT].append((time.time(), run_id, kind, None if detail is None else json.dumps(detail)))
 
-    def flush(self, store: "Store") -> None:
-        """Commit everything collected so far in one transaction."""
-        if not self:
-            return
-        with store.transaction():
-            store.apply(self.ops)
+    def clear(self) -> None:
         for rows in self.ops.values():
             rows.clear()
 

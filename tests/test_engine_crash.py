@@ -3,6 +3,7 @@ time limit.  After any of them, the next execution kills what was left, records 
 attempts (which cost no restart), runs each unfinished run once more and nothing else."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from engine_helpers import (
     wait_manager_exit,
 )
 
+from ensemble.execution import options_spec
 from ensemble.status import RunStatus
 
 RUNS = 5
@@ -182,10 +184,9 @@ def test_ctrl_c_of_a_blocking_execution(edir):
 def test_dead_but_unreaped_manager_does_not_block_the_next_execution(edir):
     tok = token()
     ens = create([run(1, sh(f"exec {long_sleep(tok)}"))])
-    # A blocking manager in a child process of ours, which we deliberately do not reap yet.
-    code = ("import sys; from ensemble import Ensemble; "
-            "Ensemble(sys.argv[1]).execute_local(blocking=True, cores=1, timeout=0.75)")
-    child = subprocess.Popen([sys.executable, "-c", code, str(ens.setup_dir)])
+    # A manager process that is our child, which we deliberately do not reap yet.
+    spec = options_spec(timeout=0.75, parallelism=None, allow_multiple=False, max_concurrency=None, cores=1, gpus=None)
+    child = subprocess.Popen([sys.executable, "-m", "ensemble.execution", str(ens.setup_dir), json.dumps(spec)])
     try:
         wait_for(lambda: open_ids(ens) == {1}, "the run to start")
         child.send_signal(signal.SIGKILL)

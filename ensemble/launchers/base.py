@@ -24,10 +24,8 @@ class Launcher(ABC):
         """The full command: a batch script launches its own parallel work, anything else is prefixed."""
         return list(argv) if batch_script else [*self.prefix(step, placement), *argv]
 
-    def env(self, step: Step, placement: Placement, has_gpus: bool) -> dict[str, str]:
-        """Variables binding the step to its cores and GPUs."""
-        env = {"OMP_NUM_THREADS": str(step.cores_per_task)}
-        if has_gpus:
-            devices = ",".join(str(g) for g in placement.gpus)
-            env.update(CUDA_VISIBLE_DEVICES=devices, ROCR_VISIBLE_DEVICES=devices, HIP_VISIBLE_DEVICES=devices)
-        return env
+    def env(self, step: Step, placement: Placement) -> dict[str, str]:
+        """Variables binding the step to its cores and exactly its GPUs (empty when it has none)."""
+        devices = ",".join(str(g) for g in placement.gpus)
+        return {"OMP_NUM_THREADS": str(step.cores_per_task), "CUDA_VISIBLE_DEVICES": devices,
+                "ROCR_VISIBLE_DEVICES": devices, "HIP_VISIBLE_DEVICES": devices}

@@ -13,6 +13,8 @@ class LocalLauncher(Launcher):
     """
 
     name = "local"
+    #: A local step is not part of the manager's MPI job: its PMI/PMIx variables would mislead it.
+    drop_env_prefixes = ("PMI_", "PMIX_")
 
     def prefix(self, step: Step, placement: Placement) -> list[str]:
         return []

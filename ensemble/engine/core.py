@@ -1,0 +1,308 @@
+"""The engine's loop: claims runs, starts their steps, applies what their ends mean.
+
+One turn: start what fits (attempts committed before their processes start),
+wait in the reactor, handle step exits before hook replies before signals,
+fire timers, then flush and read the inbox.  The loop sees the machine only
+through a Pool (from a Provider), builds command lines only through a Launcher
+and starts processes only through an Executor.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+
+from ensemble import control
+from ensemble.engine.lifecycle import Lifecycle
+from ensemble.engine.reactor import Source
+from ensemble.engine.recorder import DiskFull, PendingStart, is_disk_full
+from ensemble.engine.runstate import Action, KillReason, Outcome, Phase, RunState, after_step, outcome_of
+from ensemble.executors import Launch
+from ensemble.hooks import run_env
+from ensemble.resources import Placement
+from ensemble.rundir import step_cwd
+from ensemble.status import RunStatus
+
+INBOX_POLL_SECONDS = 0.5
+log = logging.getLogger("ensemble.engine")
+
+
+class Engine(Lifecycle):
+    """Executes one ensemble until it drains, is stopped, or its time is up."""
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def loop(self) -> None:
+        while True:
+            if self.stop_reason is None:
+                self._launch()
+            self._flush()
+            self.run_deferred()
+            if not self.draining and not self.inflight:
+                if self.stop_reason is not None:
+                    return
+                if self._queue_empty():
+                    if not self.begin_drain():
+                        return
+                    continue
+            self._turn()
+
+    def _turn(self) -> None:
+        wake = self.next_poll
+        if self.deadline is not None and not self.interrupting:
+            wake = min(wake, self.deadline)
+        events = self.reactor.wait(wake)
+        for source, run, fd in events:
+            if source is Source.STEP:
+                self._on_exit(run)
+            elif source is Source.HOOK:
+                self.hooks.on_readable(fd)
+            elif self.reactor.signal_received and not self.interrupting:
+                self.interrupt("signal")
+        self.reactor.fire_timers()
+        now = time.monotonic()
+        if now >= self.next_poll or (events and control.pending(self.setup_dir)):
+            self.poll_inbox()
+        self.run_deferred()
+        if self.deadline is not None and now >= self.deadline and not self.interrupting:
+            self.interrupt("timeout")
+
+    def _flush(self) -> None:
+        for run_id in self.recorder.flush():
+            run = self.runs.get(run_id)
+            if run is not None:
+                log.warning("run %d was claimed elsewhere: left to its claimant", run_id)
+                self._drop(run)
+
+    # -- choosing and starting --------------------------------------------------------------------
+    def _queue_empty(self) -> bool:
+        self.refill()
+        return self.queue.empty() and not self.to_start
+
+    def _launch(self) -> None:
+        self.refill()
+        limit = self.options.max_concurrency
+        room = None if limit is None else max(0, limit - self.inflight)
+        for run, placement in self.queue.pick(room, self._never_fits):
+            if not run.claimed:
+                self.recorder.claim(run.id)
+                self.claimed(run)
+                self.post_ensemble_done = False
+            self._advance(run, placement)
+        if not self.to_start:
+            return
+        starts = []
+        for run, placement in self.to_start:
+            start = self._build(run, placement)
+            if start is not None:
+                starts.append(start)
+        self.to_start.clear()
+        self._flush()
+        for run, launch, pending in starts:
+            if run.id in self.runs and pending.attempt_id is not None:
+                self._spawn(run, launch, pending.attempt_id)
+
+    def _never_fits(self, run: RunState) -> bool:
+        """Fail (or, with several managers, leave) a run with a step larger than the allocation."""
+        for k, step in enumerate(run.steps[run.step:], start=run.step):
+            if self.pool.can_ever_fit(step.tasks, step.cores_per_task, step.gpus_per_task):
+                continue
+            message = (f"step {k} needs {step.tasks} tasks x {step.cores_per_task} cores x {step.gpus_per_task} "
+                       f"gpus; the allocation has {self.pool.total_cores} cores and {self.pool.total_gpus} gpus "
+                       f"on {len(self.pool.nodes)} node(s): it can never fit")
+            if self.options.allow_multiple:
+                log.warning("run %d left queued for a larger manager: %s", run.id, message)
+                self.too_large.add(run.id)
+                self.release_claim(run) if run.claimed else self.runs.pop(run.id, None)
+                return True
+            if not run.claimed:
+                self.recorder.claim(run.id)
+                self.claimed(run)
+            self.complete(run, RunStatus.FAILURE, message)
+            return True
+        return False
+
+    def _advance(self, run: RunState, placement: Placement | None) -> None:
+        """Move a run on: prepare it, then prep_run, its step, or post_run."""
+        if run.finished_steps:
+            self._post_run(run)
+            return
+        if run.step == 0 and not run.prepared:
+            try:
+                self.preparer.prepare(run.id, run.run_dir, run.sample)
+            except Exception as exc:  # noqa: BLE001 - any failure to prepare fails this run only
+                self._raise_if_full(exc)
+                self.pool.release(placement)
+                self.complete(run, RunStatus.FAILURE, f"preparing {run.run_dir} failed: {exc!r}")
+                return
+            run.prepared = True
+            if "prep_run" in self.hook_names:
+                run.placement = placement
+                self._call_run_hook(run, Phase.PREP)
+                return
+        self.to_start.append((run, placement))
+
+    def _build(self, run: RunState, placement: Placement) -> tuple[RunState, Launch, PendingStart] | None:
+        """Everything to start the run's step; the attempt is recorded at the next flush."""
+        step = run.current
+        run.attempts += 1
+        run.placement, run.phase, run.kill_reason = placement, Phase.STEP, None
+        run.attempt_started = time.time()
+        cwd = step_cwd(run.run_dir, step.cwd)
+        argv = list(step.args)
+        try:
+            if step.cwd != ".":
+                os.makedirs(cwd, exist_ok=True)
+            if step.batch_script:
+                prefix = " ".join(self.launcher.prefix(step, placement))
+                argv[0] = self.preparer.render_script(argv[0], cwd, run.id, run.run_dir, run.sample, prefix)
+            command = self.launcher.command(step, placement, argv, step.batch_script)
+            env = {**self.base_env, **self.launcher.env(step, placement),
+                   **run_env(str(self.setup_dir), run.id, run.run_dir, run.sample),
+                   "ENSEMBLE_STEP": str(run.step), "ENSEMBLE_ATTEMPT": str(run.attempts)}
+        except Exception as exc:  # noqa: BLE001 - a launch error of any kind fails this run only
+            self._raise_if_full(exc)
+            self._launch_failed(run, argv, exc)
+            return None
+        base = os.path.join(run.run_dir, f"ensemble.step{run.step}.attempt{run.attempts}")
+        pending = PendingStart(run.id, run.step, run.attempts, run.attempt_started, command, placement.to_list())
+        self.recorder.record_start(pending)
+        launch = Launch(run.id, run.step, run.attempts, step, placement, command, cwd, env, base + ".out",
+                        base + ".err", f"{self.lease.manager}/{run.id}.{run.attempts}")
+        return run, launch, pending
+
+    def _launch_failed(self, run: RunState, command: list[str], exc: BaseException,
+                       attempt_id: int | None = None) -> None:
+        if attempt_id is None:
+            pending = PendingStart(run.id, run.step, run.attempts, run.attempt_started, command,
+                                   run.placement.to_list())
+            self.recorder.record_start(pending)
+            self._flush()
+            attempt_id = pending.attempt_id
+        self.pool.release(run.placement)
+        run.placement = None
+        run.attempt_id = attempt_id
+        self._step_done(run, None, Outcome.LAUNCH_ERROR, f"step {run.step} could not start: {exc}")
+
+    def _spawn(self, run: RunState, launch: Launch, attempt_id: int) -> None:
+        run.attempt_id = attempt_id
+        try:
+            handle = self.executor.start(launch)
+        except Exception as exc:  # noqa: BLE001 - a launch error of any kind fails this run only
+            self._raise_if_full(exc)
+            self._launch_failed(run, launch.argv, exc, attempt_id)
+            return
+        run.handle = handle
+        if handle.pid is not None:
+            self.recorder.batch.set_pid(attempt_id, handle.pid)
+        self.reactor.watch(self.executor.fileno(handle), Source.STEP, run)
+        timeout = run.current.timeout
+        if timeout:
+            run.timers.append(self.reactor.call_later(timeout * 60, lambda: self._on_timeout(run, attempt_id)))
+        if run.kill_reason is not None:
+            reason, run.kill_reason = run.kill_reason, None
+            self.kill(run, reason)
+
+    @staticmethod
+    def _raise_if_full(exc: BaseException) -> None:
+        if is_disk_full(exc):
+            raise DiskFull(f"file system full: {exc}") from exc
+
+    # -- kills and exits --------------------------------------------------------------------------
+    def kill(self, run: RunState, reason: KillReason) -> None:
+        """Signal a running step's whole attempt (SIGTERM, SIGKILL after the grace period).
+
+        A step that already exited is not signalled and keeps its real outcome; a dequeue
+        during a timeout's kill still makes the outcome "killed".
+        """
+        if run.kill_reason is not None:
+            if reason is KillReason.DEQUEUED:
+                run.kill_reason = reason
+            return
+        if run.handle is None:
+            run.kill_reason = reason
+            return
+        handle = run.handle
+        if self.executor.signal(handle, signal.SIGTERM):
+            run.kill_reason = reason
+            run.timers.append(self.reactor.call_later(
+                self.options.kill_grace, lambda: run.handle is handle and self.executor.signal(handle, signal.SIGKILL)))
+
+    def _on_timeout(self, run: RunState, attempt_id: int) -> None:
+        if run.handle is not None and run.attempt_id == attempt_id:
+            self.kill(run, KillReason.TIMEOUT)
+
+    def _on_exit(self, run: RunState) -> None:
+        handle, run.handle = run.handle, None
+        self.reactor.unwatch(self.executor.fileno(handle))
+        code = self.executor.reap(handle)
+        self.executor.sweep(handle)
+        for timer in run.timers:
+            self.reactor.cancel(timer)
+        run.timers.clear()
+        self.pool.release(run.placement)
+        run.placement = None
+        self._step_done(run, code, outcome_of(code, run.kill_reason, self.config.abort_on), None)
+
+    def end_attempt(self, run: RunState, code: int | None, outcome: Outcome) -> None:
+        exit_code = code if code is not None and code >= 0 else None
+        sig = -code if code is not None and code < 0 else None
+        self.recorder.batch.end_attempt(run.attempt_id, time.time(), exit_code, sig, outcome.value)
+
+    def _step_done(self, run: RunState, code: int | None, outcome: Outcome, message: str | None) -> None:
+        self.end_attempt(run, code, outcome)
+        decision = after_step(run, outcome, code, self.config.max_restarts, time.time() - run.attempt_started,
+                              message)
+        action = decision.action
+        if action is Action.RELEASE:
+            self.release_claim(run)
+            return
+        if action in (Action.FAIL, Action.ABORT):
+            self.complete(run, RunStatus.FAILURE if action is Action.FAIL else RunStatus.ABORTED, decision.message)
+            return
+        self.recorder.batch.progress(run.id, run.step, run.restarts)
+        if action is Action.FINISH:
+            self._post_run(run)
+        elif action is Action.RETRY:
+            self.recorder.batch.event(run.id, "restart", {"restarts": run.restarts, "why": decision.message})
+            if decision.delay:
+                run.phase = Phase.WAITING
+                run.timers.append(self.reactor.call_later(decision.delay, lambda: self.requeue(run)))
+            else:
+                self.requeue(run)
+        else:
+            self.requeue(run)
+
+    def requeue(self, run: RunState) -> None:
+        """A claimed run's next attempt: start it at once if it fits, else it waits first in line."""
+        run.timers.clear()
+        if self.stop_reason is not None:
+            self.release_claim(run)
+            return
+        run.phase = Phase.WAITING
+        placement = self.pool.allocate(*_shape(run))
+        if placement is None:
+            self.queue.ready.appendleft(run)
+        else:
+            self.to_start.append((run, placement))
+
+    # -- hooks ------------------------------------------------------------------------------------
+    def _post_run(self, run: RunState) -> None:
+        if "post_run" in self.hook_names:
+            self._call_run_hook(run, Phase.POST)
+        else:
+            self.complete(run, RunStatus.SUCCESS, None)
+
+    def _call_run_hook(self, run: RunState, phase: Phase) -> None:
+        run.phase = phase
+        log_path = os.path.join(run.run_dir, f"ensemble.{phase.value}.log")
+        submit: Callable[[], object] = lambda: self.hooks.submit(  # noqa: E731
+            phase.value, log_path, lambda reply: self.run_hook_done(run, reply), run.id, run.run_dir, run.sample)
+        self.deferred.append(submit)
+
+
+def _shape(run: RunState) -> tuple[int, int, int]:
+    step = run.current
+    return step.tasks, step.cores_per_task, step.gpus_per_task
+

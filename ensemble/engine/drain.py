@@ -1,0 +1,156 @@
+"""Hooks and the end of the queue: prep_ensemble, prep_run/post_run replies, post_ensemble, on_completion."""
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ensemble.engine.hookdriver import HookDriver
+from ensemble.engine.reactor import Source
+from ensemble.engine.runstate import KillReason, Phase, RunState
+from ensemble.errors import EnsembleError
+from ensemble.hookworker import HookPool
+from ensemble.spec import to_json
+from ensemble.status import RunStatus
+
+log = logging.getLogger("ensemble.engine")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How one execution behaves (arguments of ``execute_local``)."""
+
+    timeout: float | None = None
+    max_concurrency: int | None = None
+    parallelism: int = 1
+    allow_multiple: bool = False
+    kill_grace: float = 3.0
+
+
+class Drain:
+    """Hook calls and draining; mixed into the engine (uses its recorder, reactor and queue)."""
+
+    def run_deferred(self) -> None:
+        while self.deferred:
+            self.deferred.pop(0)()
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def start_hooks(self) -> None:
+        if not self.config.app_interface:
+            return
+        pool = HookPool(self.config.app_interface, str(self.setup_dir), self.lease.manager, self.config.root_dir,
+                        max(1, self.options.parallelism), error_log=str(self.setup_dir / "logs" / "hook_workers.err"))
+        self.hooks = HookDriver(pool, self.reactor)
+        self.hook_names = self.hooks.start()
+        if "prep_ensemble" in self.hook_names and not self.store.get_meta("prep_ensemble_done"):
+            self.call_ensemble_hook_blocking("prep_ensemble")
+
+    def call_ensemble_hook_blocking(self, hook: str) -> None:
+        """Call an ensemble hook and wait (a signal kills the hook and interrupts the manager)."""
+        replies: list[dict[str, Any]] = []
+        self.hooks.submit(hook, str(self.setup_dir / "logs" / f"{hook}.log"), replies.append)
+        while not replies:
+            for source, _, fd in self.reactor.wait(time.monotonic() + 3600):
+                if source is Source.HOOK:
+                    self.hooks.on_readable(fd)
+                elif self.reactor.signal_received and not self.interrupting:
+                    self.interrupt("signal")
+            self.reactor.fire_timers()
+        self.ensemble_hook_done(hook, replies[0])
+
+    def ensemble_hook_done(self, hook: str, reply: dict[str, Any]) -> None:
+        if reply["ok"]:
+            if hook == "prep_ensemble":
+                self.recorder.batch.event(None, hook, None)
+                with self.recorder.guard(), self.store.transaction():
+                    self.recorder.fence()
+                    self.store.set_meta("prep_ensemble_done", time.time())
+            else:
+                self.recorder.batch.event(None, hook, None)
+            return
+        if self.interrupting:
+            log.info("%s interrupted", hook)
+            return
+        log.error("%s failed: %s\n%s", hook, reply["error"], reply.get("traceback", ""))
+        self.recorder.batch.event(None, f"{hook}_failed", {"error": reply["error"]})
+        if hook == "prep_ensemble":
+            raise EnsembleError(f"prep_ensemble failed: {reply['error']} (see {self.setup_dir}/logs/{hook}.log)")
+
+    def run_hook_done(self, run: RunState, reply: dict[str, Any]) -> None:
+        """A prep_run or post_run call ended: start the step, complete the run, or give it back."""
+        ok, phase = reply["ok"], run.phase
+        give_back = (run.kill_reason is KillReason.DEQUEUED or (self.interrupting and not ok)
+                     or (phase is Phase.PREP and self.stop_reason is not None))
+        if phase is Phase.PREP and (give_back or not ok):
+            self.pool.release(run.placement)
+            run.placement = None
+        if give_back:
+            self.release_claim(run)
+        elif not ok:
+            detail = reply.get("traceback") or ""
+            self.complete(run, RunStatus.FAILURE, f"{phase.value} failed: {reply['error']}"
+                          + (f" ({detail.strip().splitlines()[-1]})" if detail and detail != reply["error"] else ""))
+            if "traceback" in reply and not reply.get("logged"):
+                self._append_hook_log(run, phase, reply)
+        elif phase is Phase.PREP:
+            run.phase = Phase.WAITING
+            self.to_start.append((run, run.placement))
+        else:
+            value = reply.get("value")
+            self.complete(run, RunStatus.SUCCESS, None, None if value is None else to_json(value, "post_run"))
+
+    @staticmethod
+    def _append_hook_log(run: RunState, phase: Phase, reply: dict[str, Any]) -> None:
+        """A reply the worker never wrote (no worker could start): put its error in the run's hook log."""
+        if not reply["error"].startswith("no hook worker could start"):
+            return
+        try:
+            with open(f"{run.run_dir}/ensemble.{phase.value}.log", "a", encoding="utf-8") as out:
+                out.write(reply["traceback"] + "\n")
+        except OSError as exc:
+            log.error("run %d: could not write its %s log: %s", run.id, phase.value, exc)
+
+    # -- draining ---------------------------------------------------------------------------------
+    def begin_drain(self) -> bool:
+        """The queue is empty: reclaim dead peers' runs, call post_ensemble (it may add runs);
+        return False when all is done.  post_ensemble runs once per drain."""
+        if self.options.allow_multiple and self.reclaim_dead_peers():
+            self.queue.reset()
+            return True
+        if self.post_ensemble_done or self.store.count_queued():
+            return False
+        if "post_ensemble" in self.hook_names:
+            self.draining = True
+            self.hooks.submit("post_ensemble", str(self.setup_dir / "logs" / "post_ensemble.log"),
+                              self._post_ensemble_done)
+            return True
+        return False
+
+    def _post_ensemble_done(self, reply: dict[str, Any]) -> None:
+        self.ensemble_hook_done("post_ensemble", reply)
+        self.draining = False
+        self.post_ensemble_done = True
+        self.recorder.flush()
+        self._ingest()
+        self.reconcile()
+
+    def finish(self) -> None:
+        """Everything ran: run the on_completion command if there is one."""
+        self.recorder.flush()
+        if self.store.count_queued():
+            return
+        spec = self.store.get_meta("on_completion")
+        if not spec:
+            return
+        logs = self.setup_dir / "logs"
+        try:
+            with open(spec.get("stdout") or logs / "on_completion.out", "ab") as out, \
+                    open(spec.get("stderr") or logs / "on_completion.err", "ab") as err:
+                code = subprocess.run(spec["args"], cwd=spec["cwd"], stdout=out, stderr=err, env=self.base_env,
+                                      start_new_session=True).returncode
+            self.recorder.batch.event(None, "on_completion", {"args": spec["args"], "exit_code": code})
+        except OSError as exc:
+            log.error("on_completion %s could not run: %s", spec["args"], exc)
+            self.recorder.batch.event(None, "on_completion_failed", {"args": spec["args"], "error": str(exc)})

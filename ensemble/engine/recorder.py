@@ -1,0 +1,119 @@
+"""The recorder: the engine's only way to write, in batches, fenced by its lease.
+
+Every flush is one ``BEGIN IMMEDIATE`` transaction that first renews this
+manager's lease row; when the row is gone (another manager took the ensemble
+over after this one stalled) the transaction is rolled back and
+:class:`LeaseLost` is raised, so a fenced-off manager never writes again.
+A full file system surfaces as :class:`DiskFull`, never as a traceback.
+"""
+from __future__ import annotations
+
+import errno
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ensemble.lease import HOST
+from ensemble.store import Store, WriteBatch
+
+SQLITE_FULL = 13
+
+
+class LeaseLost(Exception):
+    """This manager's lease was taken over: it must stop without writing."""
+
+
+class DiskFull(Exception):
+    """The file system holding the setup or run directories is full."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):
+        return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "database or disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+@dataclass
+class PendingStart:
+    """An attempt to record before its process starts."""
+
+    run_id: int
+    step: int
+    attempt: int
+    start: float
+    command: list[str]
+    placement: list[dict] | None
+    attempt_id: int | None = None
+
+
+@dataclass
+class Recorder:
+    """Batched, fenced writes of one manager."""
+
+    store: Store
+    manager: str
+    batch: WriteBatch = field(init=False)
+    claims: list[int] = field(default_factory=list)
+    starts: list[PendingStart] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.batch = WriteBatch(self.manager)
+
+    def fence(self) -> None:
+        """Inside a transaction: renew the lease or raise :class:`LeaseLost`."""
+        if not self.store.renew_lease(self.manager):
+            raise LeaseLost(f"lease lost: manager {self.manager} no longer holds a lease on {self.store.path}")
+
+    def claim(self, run_id: int) -> None:
+        self.claims.append(run_id)
+
+    def record_start(self, start: PendingStart) -> None:
+        self.starts.append(start)
+
+    def flush(self) -> set[int]:
+        """Commit claims, the batch and pending attempt starts; return run ids whose claim lost."""
+        if not self.batch and not self.claims and not self.starts:
+            return set()
+        lost: set[int] = set()
+        with self.guard():
+            with self.store.transaction():
+                self.fence()
+                lost = {run_id for run_id in self.claims if not self.store.claim(self.manager, run_id)}
+                self.store.apply(self.batch)
+                for start in self.starts:
+                    if start.run_id not in lost:
+                        start.attempt_id = self.store.insert_attempt(
+                            start.run_id, start.step, start.attempt, self.manager, HOST, start.start,
+                            start.command, start.placement)
+        self.batch.clear()
+        self.claims.clear()
+        self.starts = []
+        return lost
+
+    def heartbeat(self) -> None:
+        with self.guard(), self.store.transaction():
+            self.fence()
+
+    def claim_next(self, limit: int, exclude: set[int]) -> list[int]:
+        """Claim up to ``limit`` unclaimed runs at once (several managers share the work)."""
+        with self.guard(), self.store.transaction():
+            self.fence()
+            return self.store.claim_next(self.manager, limit, sorted(exclude))
+
+    def guard(self) -> "_FullGuard":
+        return _FullGuard(Path(self.store.path).parent)
+
+
+class _FullGuard:
+    """Turns SQLITE_FULL / ENOSPC into :class:`DiskFull` naming the directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is not None and is_disk_full(exc):
+            raise DiskFull(f"file system full: cannot write {self.directory} ({exc})") from exc
+        return False

@@ -1,0 +1,9 @@
+"""Executors: how a step is started and watched (a local fork, srun, a node-local worker, Flux).
+
+The engine's loop sees an executor only through :class:`Executor`; it never
+knows which one it drives.
+"""
+from ensemble.executors.base import Executor, Handle, Launch
+from ensemble.executors.local import LocalExecutor
+
+__all__ = ["Executor", "Handle", "Launch", "LocalExecutor"]

@@ -1,0 +1,74 @@
+"""The executor interface: start one step attempt, watch it, signal it, reap it."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from ensemble.resources import Placement
+from ensemble.spec import Step
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything one step attempt needs to start (built by the engine, never written back)."""
+
+    run_id: int
+    step_index: int
+    attempt: int
+    step: Step
+    placement: Placement
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+    stdout: str
+    stderr: str
+    tag: str
+
+
+class Handle:
+    """A started step as its executor tracks it (executors subclass it)."""
+
+    pid: int | None = None
+
+
+class Executor(ABC):
+    """Starts and watches step attempts; never writes the database.
+
+    ``start`` raises :class:`OSError` or :class:`ValueError` when a step cannot start; the
+    engine fails that run only.  An executor whose processes exit independently exposes one
+    descriptor per handle (:meth:`fileno`) that becomes readable when the step has ended.
+    """
+
+    name = "base"
+
+    @abstractmethod
+    def start(self, launch: Launch) -> Handle:
+        """Start the attempt."""
+
+    @abstractmethod
+    def fileno(self, handle: Handle) -> int:
+        """A descriptor that becomes readable when the attempt has ended."""
+
+    @abstractmethod
+    def exited(self, handle: Handle) -> bool:
+        """Whether the attempt has already ended (without collecting it)."""
+
+    @abstractmethod
+    def signal(self, handle: Handle, sig: int) -> bool:
+        """Send ``sig`` to the whole attempt; False (and nothing sent) if it had already ended."""
+
+    @abstractmethod
+    def reap(self, handle: Handle) -> int:
+        """Collect an ended attempt: its exit code, or minus the signal that killed it."""
+
+    def sweep(self, handle: Handle) -> int:
+        """Kill what the ended attempt left behind outside its process group; return how many."""
+        return 0
+
+    def describe(self) -> dict[str, Any]:
+        """What the engine logs about this executor at start."""
+        return {"executor": self.name}
+
+    def close(self) -> None:  # noqa: B027 - most executors hold nothing to release
+        """Release the executor's own resources at engine exit."""

@@ -1,0 +1,220 @@
+"""Steps as processes of this host: fork+exec, one pidfd per step, whole-group signals.
+
+The manager becomes a child subreaper, so a process a step started that escaped its
+group with ``setsid`` is reparented to the manager when its parent exits; when the step
+ends, children still carrying the step's launch tag are killed (and reaped).
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ensemble.executors.base import Executor, Handle, Launch
+
+#: Environment variable naming the attempt a process belongs to (inherited by all it starts).
+ENV_LAUNCH = "ENSEMBLE_LAUNCH"
+#: Pauses between attempts to start a script that is "text file busy".
+ETXTBSY_DELAYS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+PR_SET_CHILD_SUBREAPER = 36
+log = logging.getLogger("ensemble.executors")
+
+
+@dataclass(eq=False)
+class LocalHandle(Handle):
+    popen: subprocess.Popen
+    pidfd: int
+    tag: str
+
+    @property
+    def pid(self) -> int:  # type: ignore[override]
+        return self.popen.pid
+
+
+def close_inherited_fds() -> int:
+    """Mark every descriptor above 2 close-on-exec (a PMI fd or a harness pipe must not reach
+    steps, and spawning with ``close_fds=False`` stays fast); return how many were changed."""
+    changed = 0
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                if os.get_inheritable(fd):
+                    os.set_inheritable(fd, False)
+                    changed += 1
+            except OSError:
+                continue
+    return changed
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``); False where unsupported."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def open_log(path: str) -> int:
+    """Open a new log file; an existing one is appended to, never truncated."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except FileExistsError:
+        log.warning("%s exists already: appending to it", path)
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+
+
+@dataclass
+class LocalExecutor(Executor):
+    """Runs each attempt as a new session on this host."""
+
+    name = "local"
+    subreaper: bool = False
+    live: dict[int, LocalHandle] = field(default_factory=dict)
+    doomed: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self.closed_fds = close_inherited_fds()
+        self.subreaper = become_subreaper()
+
+    def describe(self) -> dict[str, object]:
+        return {"executor": self.name, "subreaper": self.subreaper, "fds_made_cloexec": self.closed_fds}
+
+    def start(self, launch: Launch) -> LocalHandle:
+        env = {**launch.env, ENV_LAUNCH: launch.tag}
+        out = open_log(launch.stdout)
+        try:
+            err = open_log(launch.stderr)
+            try:
+                popen = self._popen(launch.argv, launch.cwd, env, out, err)
+            finally:
+                os.close(err)
+        finally:
+            os.close(out)
+        handle = LocalHandle(popen, os.pidfd_open(popen.pid), launch.tag)
+        self.live[popen.pid] = handle
+        return handle
+
+    def _popen(self, argv: Sequence[str], cwd: str, env: Mapping[str, str], out: int, err: int) -> subprocess.Popen:
+        """Popen, retrying ETXTBSY: a script just written may still be open for writing in a child
+        that another thread forked and that has not reached exec yet."""
+        start = functools.partial(subprocess.Popen, argv, cwd=cwd, env=env, stdin=self.devnull, stdout=out,
+                                  stderr=err, start_new_session=True, close_fds=False)
+        for delay in ETXTBSY_DELAYS:
+            try:
+                return start()
+            except OSError as exc:
+                if exc.errno != errno.ETXTBSY:
+                    raise
+            time.sleep(delay)
+        return start()
+
+    def fileno(self, handle: Handle) -> int:
+        return handle.pidfd
+
+    def exited(self, handle: Handle) -> bool:
+        try:
+            return os.waitid(os.P_PIDFD, handle.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+
+    def signal(self, handle: Handle, sig: int) -> bool:
+        if self.exited(handle):
+            return False
+        _killpg(handle.pid, sig)
+        return True
+
+    def reap(self, handle: Handle) -> int:
+        _killpg(handle.pid, signal.SIGKILL)
+        code = handle.popen.wait()
+        os.close(handle.pidfd)
+        self.live.pop(handle.pid, None)
+        return code
+
+    def sweep(self, handle: Handle) -> int:
+        if not self.subreaper:
+            return 0
+        needle = f"{ENV_LAUNCH}={handle.tag}".encode() + b"\0"
+        killed = 0
+        for pid in _children():
+            if pid in self.live:
+                continue
+            if pid in self.doomed:
+                _reap_if_dead(pid, self.doomed)
+                continue
+            if needle in _environ(pid):
+                _killpg(pid, signal.SIGKILL)
+                _kill(pid, signal.SIGKILL)
+                self.doomed.add(pid)
+                killed += 1
+            elif _is_orphan_zombie(pid):
+                _reap_if_dead(pid, self.doomed)
+        for pid in list(self.doomed):
+            _reap_if_dead(pid, self.doomed)
+        return killed
+
+    def close(self) -> None:
+        os.close(self.devnull)
+        for pid in list(self.doomed):
+            _reap_if_dead(pid, self.doomed)
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _children() -> list[int]:
+    """This process's children (all threads)."""
+    pids = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children", encoding="ascii") as children:
+                pids += [int(p) for p in children.read().split()]
+        except OSError:
+            continue
+    return pids
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as env:
+            return env.read() + b"\0"
+    except OSError:
+        return b""
+
+
+def _is_orphan_zombie(pid: int) -> bool:
+    """A dead adopted process that leads no group: never a Popen child (those lead their groups)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return len(fields) > 2 and fields[0] == "Z" and int(fields[2]) != pid
+
+
+def _reap_if_dead(pid: int, doomed: set[int]) -> None:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        done = pid
+    if done:
+        doomed.discard(pid)
