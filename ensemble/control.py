@@ -72,6 +72,25 @@ def pending(setup_dir: Path) -> list[Path]:
     return [inbox_dir(setup_dir) / n for n in names]
 
 
+class InboxWatch:
+    """Tells cheaply whether the inbox changed since the last look (one ``stat``: a file
+    renamed into the directory changes its modification time)."""
+
+    def __init__(self, setup_dir: Path) -> None:
+        self.path = str(inbox_dir(setup_dir))
+        self.seen = -1
+
+    def changed(self) -> bool:
+        try:
+            mtime = os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            return False
+        if mtime == self.seen:
+            return False
+        self.seen = mtime
+        return True
+
+
 def composite_from_dict(data: dict[str, Any]) -> CompositeRun:
     return CompositeRun(data["sample"], [Step.from_dict(s) for s in data["steps"]])
 

@@ -462,6 +462,10 @@ class WriteBatch:
     def __bool__(self) -> bool:
         return any(self.ops.values())
 
+    def only_pids(self) -> bool:
+        """Whether nothing but pids of started attempts waits (they may wait for the next flush)."""
+        return not any(rows for sql, rows in self.ops.items() if sql is not self.PID)
+
     def set_pid(self, attempt_id: int, pid: int) -> None:
         self.ops[self.PID].append((pid, attempt_id))
 

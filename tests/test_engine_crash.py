@@ -61,8 +61,9 @@ def test_kill_9_then_resume(edir, point, fast_runs, running):
     ens = create([run(i, sh(gated(go, tok, fast=i <= fast_runs))) for i in range(1, RUNS + 1)], max_restarts=0)
     pid = start_detached(ens, cores=2)
     if running is not None:
-        wait_for(lambda: succeeded(ens) == set(range(1, fast_runs + 1)) and open_ids(ens) == running,
-                 f"the manager to reach the point '{point}'")
+        # An attempt is recorded before its process starts; its pid follows within moments.
+        wait_for(lambda: succeeded(ens) == set(range(1, fast_runs + 1)) and open_ids(ens) == running
+                 and all(a["pid"] for a in open_attempts(ens)), f"the manager to reach the point '{point}'")
     os.kill(pid, signal.SIGKILL)
     # The process that started a detached manager reaps it: no zombie is left looking alive.
     wait_for(lambda: proc_state(pid) is None, "the killed manager to be reaped")

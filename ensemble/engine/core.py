@@ -10,26 +10,26 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable
 
-from ensemble import control
+from ensemble.engine.exits import Exits
 from ensemble.engine.lifecycle import Lifecycle
 from ensemble.engine.reactor import Source
 from ensemble.engine.recorder import DiskFull, PendingStart, is_disk_full
-from ensemble.engine.runstate import Action, KillReason, Outcome, Phase, RunState, after_step, outcome_of
+from ensemble.engine.runstate import Outcome, Phase, RunState
 from ensemble.executors import Launch
 from ensemble.hooks import run_env
 from ensemble.resources import Placement
 from ensemble.rundir import step_cwd
 from ensemble.status import RunStatus
 
-INBOX_POLL_SECONDS = 0.5
+#: Pids of started steps ride with the next flush, but wait no longer than this.
+PID_FLUSH_DELAY = 0.05
 log = logging.getLogger("ensemble.engine")
 
 
-class Engine(Lifecycle):
+class Engine(Exits, Lifecycle):
     """Executes one ensemble until it drains, is stopped, or its time is up."""
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -37,7 +37,10 @@ class Engine(Lifecycle):
         while True:
             if self.stop_reason is None:
                 self._launch()
-            self._flush()
+            if not self.recorder.batch.only_pids():
+                self._flush()
+            elif self.recorder.batch and self.pids_due is None:
+                self.pids_due = time.monotonic() + PID_FLUSH_DELAY
             self.run_deferred()
             if not self.draining and not self.inflight:
                 if self.stop_reason is not None:
@@ -49,7 +52,7 @@ class Engine(Lifecycle):
             self._turn()
 
     def _turn(self) -> None:
-        wake = self.next_poll
+        wake = self.next_poll if self.pids_due is None else min(self.next_poll, self.pids_due)
         if self.deadline is not None and not self.interrupting:
             wake = min(wake, self.deadline)
         events = self.reactor.wait(wake)
@@ -62,13 +65,16 @@ class Engine(Lifecycle):
                 self.interrupt("signal")
         self.reactor.fire_timers()
         now = time.monotonic()
-        if now >= self.next_poll or (events and control.pending(self.setup_dir)):
+        if self.pids_due is not None and now >= self.pids_due:
+            self._flush()
+        if now >= self.next_poll or (events and self.inbox_watch.changed()):
             self.poll_inbox()
         self.run_deferred()
         if self.deadline is not None and now >= self.deadline and not self.interrupting:
             self.interrupt("timeout")
 
     def _flush(self) -> None:
+        self.pids_due = None
         for run_id in self.recorder.flush():
             run = self.runs.get(run_id)
             if run is not None:
@@ -209,84 +215,6 @@ class Engine(Lifecycle):
         if is_disk_full(exc):
             raise DiskFull(f"file system full: {exc}") from exc
 
-    # -- kills and exits --------------------------------------------------------------------------
-    def kill(self, run: RunState, reason: KillReason) -> None:
-        """Signal a running step's whole attempt (SIGTERM, SIGKILL after the grace period).
-
-        A step that already exited is not signalled and keeps its real outcome; a dequeue
-        during a timeout's kill still makes the outcome "killed".
-        """
-        if run.kill_reason is not None:
-            if reason is KillReason.DEQUEUED:
-                run.kill_reason = reason
-            return
-        if run.handle is None:
-            run.kill_reason = reason
-            return
-        handle = run.handle
-        if self.executor.signal(handle, signal.SIGTERM):
-            run.kill_reason = reason
-            run.timers.append(self.reactor.call_later(
-                self.options.kill_grace, lambda: run.handle is handle and self.executor.signal(handle, signal.SIGKILL)))
-
-    def _on_timeout(self, run: RunState, attempt_id: int) -> None:
-        if run.handle is not None and run.attempt_id == attempt_id:
-            self.kill(run, KillReason.TIMEOUT)
-
-    def _on_exit(self, run: RunState) -> None:
-        handle, run.handle = run.handle, None
-        self.reactor.unwatch(self.executor.fileno(handle))
-        code = self.executor.reap(handle)
-        self.executor.sweep(handle)
-        for timer in run.timers:
-            self.reactor.cancel(timer)
-        run.timers.clear()
-        self.pool.release(run.placement)
-        run.placement = None
-        self._step_done(run, code, outcome_of(code, run.kill_reason, self.config.abort_on), None)
-
-    def end_attempt(self, run: RunState, code: int | None, outcome: Outcome) -> None:
-        exit_code = code if code is not None and code >= 0 else None
-        sig = -code if code is not None and code < 0 else None
-        self.recorder.batch.end_attempt(run.attempt_id, time.time(), exit_code, sig, outcome.value)
-
-    def _step_done(self, run: RunState, code: int | None, outcome: Outcome, message: str | None) -> None:
-        self.end_attempt(run, code, outcome)
-        decision = after_step(run, outcome, code, self.config.max_restarts, time.time() - run.attempt_started,
-                              message)
-        action = decision.action
-        if action is Action.RELEASE:
-            self.release_claim(run)
-            return
-        if action in (Action.FAIL, Action.ABORT):
-            self.complete(run, RunStatus.FAILURE if action is Action.FAIL else RunStatus.ABORTED, decision.message)
-            return
-        self.recorder.batch.progress(run.id, run.step, run.restarts)
-        if action is Action.FINISH:
-            self._post_run(run)
-        elif action is Action.RETRY:
-            self.recorder.batch.event(run.id, "restart", {"restarts": run.restarts, "why": decision.message})
-            if decision.delay:
-                run.phase = Phase.WAITING
-                run.timers.append(self.reactor.call_later(decision.delay, lambda: self.requeue(run)))
-            else:
-                self.requeue(run)
-        else:
-            self.requeue(run)
-
-    def requeue(self, run: RunState) -> None:
-        """A claimed run's next attempt: start it at once if it fits, else it waits first in line."""
-        run.timers.clear()
-        if self.stop_reason is not None:
-            self.release_claim(run)
-            return
-        run.phase = Phase.WAITING
-        placement = self.pool.allocate(*_shape(run))
-        if placement is None:
-            self.queue.ready.appendleft(run)
-        else:
-            self.to_start.append((run, placement))
-
     # -- hooks ------------------------------------------------------------------------------------
     def _post_run(self, run: RunState) -> None:
         if "post_run" in self.hook_names:
@@ -300,9 +228,3 @@ class Engine(Lifecycle):
         submit: Callable[[], object] = lambda: self.hooks.submit(  # noqa: E731
             phase.value, log_path, lambda reply: self.run_hook_done(run, reply), run.id, run.run_dir, run.sample)
         self.deferred.append(submit)
-
-
-def _shape(run: RunState) -> tuple[int, int, int]:
-    step = run.current
-    return step.tasks, step.cores_per_task, step.gpus_per_task
-

@@ -18,31 +18,30 @@ from typing import Any
 from ensemble import control
 from ensemble.config import EnsembleConfig
 from ensemble.engine.drain import Drain, EngineOptions
+from ensemble.engine.ledger import Ledger
 from ensemble.engine.reactor import Reactor
 from ensemble.engine.recorder import DiskFull, LeaseLost, Recorder
-from ensemble.engine.runqueue import FETCH_BATCH, RunQueue
-from ensemble.engine.runstate import KillReason, Outcome, Phase, RunState
+from ensemble.engine.runqueue import RunQueue
+from ensemble.engine.runstate import Outcome, RunState
+from ensemble.engine.steering import Steering
 from ensemble.executors import Executor, LocalExecutor
 from ensemble.hooks import ENV_MANAGER
 from ensemble.launchers import Launcher
-from ensemble.lease import HEARTBEAT_SECONDS, HOST, acquire, is_alive
+from ensemble.lease import HOST, acquire
 from ensemble.procs import kill_tagged
 from ensemble.providers import Provider
 from ensemble.resources import Pool
 from ensemble.rundir import RunDirPreparer
-from ensemble.spec import Step
-from ensemble.status import RunStatus
 from ensemble.store import Store
 
 #: Exit status of a manager whose file system is full (sysexits EX_IOERR).
 EXIT_DISK_FULL = 74
 #: Exit status of a manager whose lease another manager took over (sysexits EX_TEMPFAIL).
 EXIT_LEASE_LOST = 75
-INBOX_POLL_SECONDS = 0.5
 log = logging.getLogger("ensemble.engine")
 
 
-class Lifecycle(Drain):
+class Lifecycle(Steering, Ledger, Drain):
     """State and life of one manager; :class:`~ensemble.engine.core.Engine` adds the loop."""
 
     def __init__(self, setup_dir: Path, provider: Provider, launcher: Launcher, options: EngineOptions,
@@ -64,6 +63,7 @@ class Lifecycle(Drain):
         self.hook_names: frozenset[str] = frozenset()
         self.deadline = None if options.timeout is None else time.monotonic() + options.timeout * 60
         self.next_poll = self.next_heartbeat = 0.0
+        self.pids_due: float | None = None
 
     # -- start ------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -124,6 +124,7 @@ class Lifecycle(Drain):
 
     def _start(self) -> None:
         self.base_env[ENV_MANAGER] = self.lease.manager
+        self.inbox_watch = control.InboxWatch(self.setup_dir)
         applied = self._ingest()
         self.generation = self.store.generation()
         self.failed = self.store.count_failed()
@@ -134,151 +135,6 @@ class Lifecycle(Drain):
             self.interrupt("signal")
             return
         self.start_hooks()
-
-    # -- inbox, stop, interrupt ---------------------------------------------------------------------
-    def _ingest(self) -> control.Applied:
-        with self.recorder.guard():
-            return control.ingest(self.store, self.config, self.setup_dir, fence=self.recorder.fence)
-
-    def poll_inbox(self) -> None:
-        """Flush, then apply what others posted (dequeue, add, stop); heartbeat; reclaim dead peers."""
-        self.next_poll = time.monotonic() + INBOX_POLL_SECONDS
-        self.recorder.flush()
-        applied = self._ingest()
-        generation = self.store.generation()
-        if generation != self.generation or applied.changed:
-            self.generation = generation
-            self.reconcile()
-            if applied.stop and self.stop_reason is None:
-                self.stop("stop requested")
-        if time.monotonic() >= self.next_heartbeat:
-            self.next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
-            self.recorder.heartbeat()
-            if self.options.allow_multiple and self.reclaim_dead_peers():
-                self.queue.reset()
-
-    def reclaim_dead_peers(self) -> bool:
-        """Free the runs of managers sharing this ensemble that died; True if any were freed."""
-        with self.recorder.guard(), self.store.transaction():
-            self.recorder.fence()
-            dead = [lease for lease in self.store.leases()
-                    if lease["manager"] != self.lease.manager and not is_alive(lease)]
-            for lease in dead:
-                self.store.drop_lease(lease["manager"])
-            attempts, runs = self.store.recover_orphans(time.time()) if dead else (0, 0)
-            if dead:
-                self.store.add_events([(None, "peers_reclaimed", {"managers": [d["manager"] for d in dead],
-                                                                  "attempts": attempts, "runs": runs})])
-        kill_tagged([d["manager"] for d in dead if d["host"] == HOST])
-        if dead:
-            log.warning("reclaimed %d runs of dead managers %s", runs, [d["manager"] for d in dead])
-        return runs > 0
-
-    def reconcile(self) -> None:
-        """Runs changed outside the loop (dequeue, requeue, add): refresh what is in memory."""
-        for run in list(self.queue.waiting):
-            self.release_claim(run) if run.claimed else self.runs.pop(run.id, None)
-        self.queue.reset()
-        claimed = [r for r in self.runs.values() if r.claimed]
-        for run_id, status in self.store.statuses([r.id for r in claimed]).items():
-            run = self.runs[run_id]
-            if status is not RunStatus.KILLED:
-                continue
-            if run.phase is Phase.STEP:
-                self.kill(run, KillReason.DEQUEUED)
-            elif run.phase is Phase.WAITING:
-                self._unqueue(run)
-                self.release_claim(run)
-            else:
-                run.kill_reason = KillReason.DEQUEUED
-        self.failed = self.store.count_failed()
-        self.check_failed_limit()
-
-    def _unqueue(self, run: RunState) -> None:
-        """Take a waiting run out of every queue, timer and pending start."""
-        self.queue.discard(run)
-        for timer in run.timers:
-            self.reactor.cancel(timer)
-        run.timers.clear()
-        for entry in [e for e in self.to_start if e[0] is run]:
-            self.to_start.remove(entry)
-            self.pool.release(entry[1])
-
-    def stop(self, reason: str) -> None:
-        """Launch nothing new; runs in flight finish normally."""
-        log.info("stopping: %s", reason)
-        self.stop_reason = reason
-        self.recorder.batch.event(None, "stopping", {"reason": reason})
-        for run in [r for r in self.runs.values() if r.phase is Phase.WAITING]:
-            self._unqueue(run)
-            self.release_claim(run) if run.claimed else self.runs.pop(run.id, None)
-        self.queue.reset()
-        self.queue.exhausted = True
-
-    def interrupt(self, reason: str) -> None:
-        """Stop and kill every running step; their attempts are recorded as interrupted."""
-        self.stop(reason)
-        self.interrupting = True
-        for run in list(self.runs.values()):
-            if run.phase is Phase.STEP:
-                self.kill(run, KillReason.INTERRUPTED)
-        if self.hooks is not None:
-            self.hooks.kill_busy()
-
-    # -- the queue's bookkeeping -----------------------------------------------------------------------
-    def refill(self) -> None:
-        if not self.queue.wants_more():
-            return
-        self.recorder.flush()
-        if self.options.allow_multiple:
-            want = sum(len(c) for c in self.pool.free_cores.values()) - len(self.queue.waiting)
-            if want <= 0:
-                return
-            runs = self.load_runs(self.recorder.claim_next(min(want, FETCH_BATCH), self.too_large))
-            for run in runs:
-                self.claimed(run)
-        else:
-            ids = [i for i in self.store.queued_ids(self.queue.cursor, FETCH_BATCH) if i not in self.runs]
-            runs = self.load_runs(ids) if ids else []
-        for run in runs:
-            self.runs[run.id] = run
-        self.queue.add_loaded(runs)
-
-    def load_runs(self, ids: list[int]) -> list[RunState]:
-        """Fresh in-memory states of runs from the database (with their attempt counts)."""
-        counts = self.store.attempt_counts(ids)
-        return [RunState(row["id"], row["sample"], [Step.from_dict(s) for s in row["steps"]], row["run_dir"],
-                         row["step"], row["restarts"], counts.get(row["id"], 0), prepared=row["step"] > 0)
-                for row in self.store.runs(ids)]
-
-    def claimed(self, run: RunState) -> None:
-        run.claimed = True
-        self.inflight += 1
-
-    def complete(self, run: RunState, status: RunStatus, message: str | None, result_json: str | None = None) -> None:
-        self.recorder.batch.complete(run.id, status, run.step, run.restarts, message, result_json)
-        self.recorder.batch.event(run.id, status.label, None if message is None else {"message": message})
-        self.forget(run)
-        if status is RunStatus.FAILURE:
-            self.failed += 1
-            self.check_failed_limit()
-
-    def check_failed_limit(self) -> None:
-        limit = self.config.max_failed_runs
-        if limit is not None and self.failed > limit and self.stop_reason is None:
-            self.stop(f"max_failed_runs exceeded: {self.failed} failed runs > {limit}")
-
-    def release_claim(self, run: RunState) -> None:
-        """Give a run back to the queue as it is (interrupted, stopped, dequeued)."""
-        self.recorder.batch.unclaim(run.id, run.step, run.restarts)
-        self.forget(run)
-        self.queue.rewind(run.id)
-
-    def forget(self, run: RunState) -> None:
-        if run.claimed:
-            run.claimed = False
-            self.inflight -= 1
-        self.runs.pop(run.id, None)
 
     # -- the end ---------------------------------------------------------------------------------------
     def _kill_all(self, record: bool) -> None:

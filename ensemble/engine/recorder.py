@@ -58,6 +58,7 @@ class Recorder:
 
     def __post_init__(self) -> None:
         self.batch = WriteBatch(self.manager)
+        self._guard = _FullGuard(Path(self.store.path).parent)
 
     def fence(self) -> None:
         """Inside a transaction: renew the lease or raise :class:`LeaseLost`."""
@@ -101,7 +102,7 @@ class Recorder:
             return self.store.claim_next(self.manager, limit, sorted(exclude))
 
     def guard(self) -> "_FullGuard":
-        return _FullGuard(Path(self.store.path).parent)
+        return self._guard
 
 
 class _FullGuard:

@@ -182,15 +182,13 @@ def _kill(pid: int, sig: int) -> None:
 
 
 def _children() -> list[int]:
-    """This process's children (all threads)."""
-    pids = []
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/children", encoding="ascii") as children:
-                pids += [int(p) for p in children.read().split()]
-        except OSError:
-            continue
-    return pids
+    """Children of this process's main thread: the steps it forked and the orphans it adopted
+    (the kernel hands orphans to the subreaper's thread-group leader)."""
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children", encoding="ascii") as children:
+            return [int(p) for p in children.read().split()]
+    except OSError:
+        return []
 
 
 def _environ(pid: int) -> bytes:

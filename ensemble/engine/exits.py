@@ -1,0 +1,95 @@
+"""Kills and exits: signalling steps, collecting their ends, and what an end means for the run."""
+from __future__ import annotations
+
+import signal
+import time
+
+from ensemble.engine.runstate import Action, KillReason, Outcome, Phase, RunState, after_step, outcome_of
+from ensemble.status import RunStatus
+
+
+class Exits:
+    """Mixed into the engine: kills, timeouts, step ends and requeues."""
+
+    def kill(self, run: RunState, reason: KillReason) -> None:
+        """Signal a running step's whole attempt (SIGTERM, SIGKILL after the grace period).
+
+        A step that already exited is not signalled and keeps its real outcome; a dequeue
+        during a timeout's kill still makes the outcome "killed".
+        """
+        if run.kill_reason is not None:
+            if reason is KillReason.DEQUEUED:
+                run.kill_reason = reason
+            return
+        if run.handle is None:
+            run.kill_reason = reason
+            return
+        handle = run.handle
+        if self.executor.signal(handle, signal.SIGTERM):
+            run.kill_reason = reason
+            run.timers.append(self.reactor.call_later(
+                self.options.kill_grace, lambda: run.handle is handle and self.executor.signal(handle, signal.SIGKILL)))
+
+    def _on_timeout(self, run: RunState, attempt_id: int) -> None:
+        if run.handle is not None and run.attempt_id == attempt_id:
+            self.kill(run, KillReason.TIMEOUT)
+
+    def _on_exit(self, run: RunState) -> None:
+        handle, run.handle = run.handle, None
+        self.reactor.unwatch(self.executor.fileno(handle))
+        code = self.executor.reap(handle)
+        self.executor.sweep(handle)
+        for timer in run.timers:
+            self.reactor.cancel(timer)
+        run.timers.clear()
+        self.pool.release(run.placement)
+        run.placement = None
+        self._step_done(run, code, outcome_of(code, run.kill_reason, self.config.abort_on), None)
+
+    def end_attempt(self, run: RunState, code: int | None, outcome: Outcome) -> None:
+        exit_code = code if code is not None and code >= 0 else None
+        sig = -code if code is not None and code < 0 else None
+        self.recorder.batch.end_attempt(run.attempt_id, time.time(), exit_code, sig, outcome.value)
+
+    def _step_done(self, run: RunState, code: int | None, outcome: Outcome, message: str | None) -> None:
+        self.end_attempt(run, code, outcome)
+        decision = after_step(run, outcome, code, self.config.max_restarts, time.time() - run.attempt_started,
+                              message)
+        action = decision.action
+        if action is Action.RELEASE:
+            self.release_claim(run)
+            return
+        if action in (Action.FAIL, Action.ABORT):
+            self.complete(run, RunStatus.FAILURE if action is Action.FAIL else RunStatus.ABORTED, decision.message)
+            return
+        self.recorder.batch.progress(run.id, run.step, run.restarts)
+        if action is Action.FINISH:
+            self._post_run(run)
+        elif action is Action.RETRY:
+            self.recorder.batch.event(run.id, "restart", {"restarts": run.restarts, "why": decision.message})
+            if decision.delay:
+                run.phase = Phase.WAITING
+                run.timers.append(self.reactor.call_later(decision.delay, lambda: self.requeue(run)))
+            else:
+                self.requeue(run)
+        else:
+            self.requeue(run)
+
+    def requeue(self, run: RunState) -> None:
+        """A claimed run's next attempt: start it at once if it fits, else it waits first in line."""
+        run.timers.clear()
+        if self.stop_reason is not None:
+            self.release_claim(run)
+            return
+        run.phase = Phase.WAITING
+        placement = self.pool.allocate(*_shape(run))
+        if placement is None:
+            self.queue.ready.appendleft(run)
+        else:
+            self.to_start.append((run, placement))
+
+
+
+def _shape(run: RunState) -> tuple[int, int, int]:
+    step = run.current
+    return step.tasks, step.cores_per_task, step.gpus_per_task

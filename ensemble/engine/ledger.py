@@ -1,0 +1,66 @@
+"""The ledger: which runs this manager holds in memory, and their claims in the database."""
+from __future__ import annotations
+
+from ensemble.engine.runqueue import FETCH_BATCH
+from ensemble.engine.runstate import RunState
+from ensemble.spec import Step
+from ensemble.status import RunStatus
+
+
+class Ledger:
+    """Mixed into the engine: loading, claiming, completing and releasing runs."""
+
+    def refill(self) -> None:
+        if not self.queue.wants_more():
+            return
+        self.recorder.flush()
+        if self.options.allow_multiple:
+            want = sum(len(c) for c in self.pool.free_cores.values()) - len(self.queue.waiting)
+            if want <= 0:
+                return
+            runs = self.load_runs(self.recorder.claim_next(min(want, FETCH_BATCH), self.too_large))
+            for run in runs:
+                self.claimed(run)
+        else:
+            ids = [i for i in self.store.queued_ids(self.queue.cursor, FETCH_BATCH) if i not in self.runs]
+            runs = self.load_runs(ids) if ids else []
+        for run in runs:
+            self.runs[run.id] = run
+        self.queue.add_loaded(runs)
+
+    def load_runs(self, ids: list[int]) -> list[RunState]:
+        """Fresh in-memory states of runs from the database (with their attempt counts)."""
+        counts = self.store.attempt_counts(ids)
+        return [RunState(row["id"], row["sample"], [Step.from_dict(s) for s in row["steps"]], row["run_dir"],
+                         row["step"], row["restarts"], counts.get(row["id"], 0), prepared=row["step"] > 0)
+                for row in self.store.runs(ids)]
+
+    def claimed(self, run: RunState) -> None:
+        run.claimed = True
+        self.inflight += 1
+
+    def complete(self, run: RunState, status: RunStatus, message: str | None, result_json: str | None = None) -> None:
+        self.recorder.batch.complete(run.id, status, run.step, run.restarts, message, result_json)
+        self.recorder.batch.event(run.id, status.label, None if message is None else {"message": message})
+        self.forget(run)
+        if status is RunStatus.FAILURE:
+            self.failed += 1
+            self.check_failed_limit()
+
+    def check_failed_limit(self) -> None:
+        limit = self.config.max_failed_runs
+        if limit is not None and self.failed > limit and self.stop_reason is None:
+            self.stop(f"max_failed_runs exceeded: {self.failed} failed runs > {limit}")
+
+    def release_claim(self, run: RunState) -> None:
+        """Give a run back to the queue as it is (interrupted, stopped, dequeued)."""
+        self.recorder.batch.unclaim(run.id, run.step, run.restarts)
+        self.forget(run)
+        self.queue.rewind(run.id)
+
+    def forget(self, run: RunState) -> None:
+        if run.claimed:
+            run.claimed = False
+            self.inflight -= 1
+        self.runs.pop(run.id, None)
+
