@@ -15,7 +15,7 @@ setup(
         "mpi": ["mpi4py>=3.1"],
         "flux": ["flux-python"],
         "jinja": ["jinja2>=3.0"],
-        "dev": ["pytest>=7", "pytest-timeout>=2", "jinja2>=3.0", "sphinx>=7", "ruff"],
+        "dev": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "jinja2>=3.0", "sphinx>=7", "ruff"],
     },
     entry_points={"console_scripts": ["ensemble=ensemble.cli:main"]},
     scripts=[],
