@@ -238,9 +238,9 @@ def _cleanup_managers(root: Path) -> None:
     kill_tagged(ids)
 
 
-@pytest.fixture
-def fdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Like ``edir``; also kills the managers started with :func:`spawn_manager`."""
+def fault_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Body of the ``fdir`` fixture of the fault test files: like ``edir``, and also kills the
+    managers started with :func:`spawn_manager` (frozen ones too) and whatever they tagged."""
     gen = engine_dir(tmp_path, monkeypatch)
     path = next(gen)
     try:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,22 +36,28 @@ from engine_helpers import (
     wait_for,
     wait_manager_exit,
 )
-from fault_helpers import (  # noqa: F401 - fdir is a fixture
+from fault_helpers import (
     db_lock,
-    fdir,
+    fault_dir,
     freeze_outside_transaction,
     in_sleep_syscall,
-    manager_out,
     manager_log,
+    manager_out,
     options_json,
     signal_pending,
     spawn_manager,
     thaw,
 )
 
-from ensemble import CompositeRun, Ensemble, EnsembleError, Step, control
+from ensemble import Ensemble, EnsembleError, Step, control
 from ensemble.execution import _spawn_detached
 from ensemble.status import RunStatus
+
+
+@pytest.fixture
+def fdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A working directory; managers and processes the test started are killed afterwards."""
+    yield from fault_dir(tmp_path, monkeypatch)
 
 SUCCESS, FAILURE, QUEUED = RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.QUEUED
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,10 @@ from engine_helpers import (
     wait_file,
     wait_for,
 )
-from fault_helpers import (  # noqa: F401 - fdir is a fixture
+from fault_helpers import (
     DbLock,
     db_lock,
-    fdir,
+    fault_dir,
     freeze_outside_transaction,
     has_open,
     in_sleep_syscall,
@@ -41,6 +42,12 @@ from fault_helpers import (  # noqa: F401 - fdir is a fixture
 
 from ensemble import EnsembleBusy
 from ensemble.status import RunStatus
+
+
+@pytest.fixture
+def fdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A working directory; managers and processes the test started are killed afterwards."""
+    yield from fault_dir(tmp_path, monkeypatch)
 
 SUCCESS = RunStatus.SUCCESS
 

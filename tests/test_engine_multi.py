@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from engine_helpers import (
     attempts_by_run,
     create,
@@ -18,9 +21,15 @@ from engine_helpers import (
     wait_file,
     wait_for,
 )
-from fault_helpers import fdir, lines, wait_gone  # noqa: F401 - fdir is a fixture
+from fault_helpers import fault_dir, lines, wait_gone
 
 from ensemble.status import RunStatus
+
+
+@pytest.fixture
+def fdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A working directory; managers and processes the test started are killed afterwards."""
+    yield from fault_dir(tmp_path, monkeypatch)
 
 
 def test_survivor_reclaims_the_runs_of_a_dead_peer_before_draining(fdir):  # defect 9
