@@ -62,6 +62,15 @@ def fdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 SUCCESS, FAILURE, QUEUED = RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.QUEUED
 
 
+def session_id(pid: int) -> int | None:
+    """The session id of ``pid`` (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[3])
+    except OSError:
+        return None
+
+
 def step_pid(ens, run_id: int) -> int:
     return wait_for(lambda: next((a["pid"] for a in open_attempts(ens) if a["run_id"] == run_id and a["pid"]), None),
                     f"run {run_id}'s step to be running")
@@ -240,10 +249,15 @@ def test_full_file_system_exits_74_with_one_clear_line(fdir, small_fs, monkeypat
 # -- defect 10: a process that escaped its step's group -----------------------------------------------------
 def test_setsid_escapee_is_killed_before_its_step_ends(fdir):  # defect 10
     tok, gate = token(), fdir / "gate"
-    ens = create([run(1, sh(f"setsid {long_sleep(tok)} & echo $! > escaped.pid")), run(2, sh(wait_file(gate)))])
+    # The escapee writes its pid once it has left the step's session (so it cannot be caught by
+    # the group kill by luck); the step ends only after that.
+    escape = (f"setsid sh -c 'echo $$ > escaped.pid; exec {long_sleep(tok)}' & "
+              "while [ ! -s escaped.pid ]; do sleep 0.02; done")
+    ens = create([run(1, sh(escape)), run(2, sh(wait_file(gate)))])
     pid = start_detached(ens, cores=2)
     wait_for(lambda: statuses(ens)[1] is SUCCESS, "run 1 to succeed")
     escaped = int(Path(run_row(ens, 1)["run_dir"], "escaped.pid").read_text())
+    assert session_id(escaped) in (None, escaped), "the escapee leads its own session"
     wait_for(lambda: is_gone(escaped), "the escaped process to be killed", deadline=10)
     assert proc_state(pid) not in (None, "Z"), "the manager still runs (run 2 waits)"
     gate.touch()
