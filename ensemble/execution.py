@@ -200,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         pid_file = setup_dir / PID_FILE
         if announced and pid_file.is_file() and pid_file.read_text().strip() == str(os.getpid()):
             pid_file.unlink()
+        # The interpreter restores default handlers while it finalises: a late SIGTERM must not
+        # turn this exit status into death by signal.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from fault_helpers import (
 
 from ensemble import Ensemble, EnsembleError, Step, control
 from ensemble.execution import _spawn_detached
+from ensemble.lease import live_leases
 from ensemble.status import RunStatus
 
 
@@ -243,6 +244,11 @@ def test_full_file_system_exits_74_with_one_clear_line(fdir, small_fs, monkeypat
     os.unlink(small_fs / "runs" / "2" / "filler")
     ens = Ensemble(ens.setup_dir)
     assert run_row(ens, 1)["status"] is SUCCESS, "what was committed stays"
+    # Even a one-row delete may not fit on a full disk: a lease left behind must be seen as dead.
+    assert not live_leases(ens.store)
+    ens.dequeue_runs([2])  # it would fill the disk again
+    ens.execute_local(blocking=True, cores=1, timeout=0.5)
+    assert all(s is SUCCESS for i, s in statuses(ens).items() if i != 2), "the next manager finishes the rest"
     assert not ens.store.leases()
 
 

@@ -165,11 +165,24 @@ class Lifecycle(Steering, Ledger, Drain):
         with self.recorder.guard():
             control.ingest(self.store, self.config, self.setup_dir)
 
-    def _shutdown_quietly(self) -> None:
+    def _drop_lease_quietly(self) -> None:
+        """On a full disk, give the lease up first: a one-row delete may fit where the rest does not,
+        and the next manager recovers this one's claims and open attempts from a dropped lease."""
+        try:
+            with self.store.transaction():
+                self.store.drop_lease(self.lease.manager)
+        except Exception as exc:  # noqa: BLE001 - a lease left behind is judged dead by its pid
+            log.debug("could not drop the lease: %r", exc)
+
+    def _shutdown_quietly(self) -> bool:
+        """Shut down recording what can be recorded; False if some of it could not be (the next
+        manager recovers what is missing: open attempts, claims, the lease)."""
         try:
             self._shutdown()
         except Exception as exc:  # noqa: BLE001 - the next manager recovers whatever is not recorded
-            log.error("shutdown could not record everything: %s", exc)
+            log.debug("shutdown could not record everything: %r", exc)
+            return False
+        return True
 
     def _end(self, error: Exception | None) -> int:
         self._kill_all(record=not isinstance(error, LeaseLost))
@@ -178,14 +191,17 @@ class Lifecycle(Steering, Ledger, Drain):
                 self._shutdown()
             except (LeaseLost, DiskFull) as exc:
                 error = exc
-        elif isinstance(error, DiskFull):
-            self._shutdown_quietly()
+        recorded = True
+        if isinstance(error, DiskFull):
+            self._drop_lease_quietly()
+            recorded = self._shutdown_quietly()
         self._close()
         if isinstance(error, LeaseLost):
             log.error("%s: killed its steps and exits without writing (exit %d)", error, EXIT_LEASE_LOST)
             return EXIT_LEASE_LOST
         if isinstance(error, DiskFull):
-            log.error("%s: stopped launching, killed running steps (exit %d)", error, EXIT_DISK_FULL)
+            left = "" if recorded else "; the next manager recovers what could not be recorded"
+            log.error("%s: stopped launching, killed running steps%s (exit %d)", error, left, EXIT_DISK_FULL)
             return EXIT_DISK_FULL
         log.info("manager %s stopped (%s)", self.lease.manager, self.stop_reason or "drained")
         sig = self.reactor.signal_received
