@@ -1,12 +1,18 @@
 """The ``ensemble`` command line: a thin layer over :class:`ensemble.Ensemble`.
 
-User errors print one line (``ensemble: error: ...``) and exit with status 2.
+User errors, and a full file system, print one line (``ensemble: error: ...``)
+and exit with status 2.  A reader that closes standard output early (``| head``)
+ends the command quietly with status 141, as if SIGPIPE had killed it.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import json
+import math
+import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,8 +20,19 @@ from typing import Any
 
 from ensemble.errors import EnsembleError
 from ensemble.manager import DEFAULT_SETUP_DIR, Ensemble
-from ensemble.spec import Run
+from ensemble.spec import Run, check_text
 from ensemble.status import RunStatus
+
+#: Exit status for user errors and a full file system.
+EXIT_USER_ERROR = 2
+#: Exit status when standard output is closed early: 128 + SIGPIPE, what a shell reports for ``cat | head``.
+EXIT_BROKEN_PIPE = 141
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+#: SQLite's names for a full file system: SQLITE_FULL when a write fails, SQLITE_IOERR_SHMSIZE
+#: when the WAL index (``ensemble.db-shm``) cannot grow, which even a read needs.
+FULL_SQLITE_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR_SHMSIZE")
+#: Commands that write into the setup directory (the database, logs, the inbox).
+SETUP_WRITERS = ("create", "add", "requeue", "dequeue", "execute")
 
 
 def parse_ids(tokens: Sequence[str]) -> list[int]:
@@ -36,26 +53,35 @@ def parse_ids(tokens: Sequence[str]) -> list[int]:
     return ids
 
 
-def _value(text: str) -> Any:
+def _value(text: str, where: str) -> Any:
+    """``text`` as an int or float if it reads as a number, else the text; ``where`` names the cell in errors."""
+    check_text(where, text)
     for kind in (int, float):
         try:
-            return kind(text)
+            value = kind(text)
         except ValueError:
-            pass
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise EnsembleError(f"{where}: {text!r} is not a finite number (NaN and infinity cannot be stored)")
+        return value
     return text
 
 
 def read_samples(path: str) -> list[dict[str, Any]]:
-    """Samples from a CSV file with a header row; numbers become int or float."""
+    """Samples from a CSV file with a header row; numbers become int or float (NaN and infinity are refused)."""
     try:
         with open(path, newline="", encoding="utf-8") as stream:
-            rows = list(csv.DictReader(stream))
+            reader = csv.DictReader(stream)
+            rows = [(reader.line_num, row) for row in reader]
     except OSError as exc:
         raise EnsembleError(f"samples: cannot read {path!r}: {exc.strerror}") from None
-    for number, row in enumerate(rows, start=2):
+    for key in reader.fieldnames or ():
+        check_text(f"samples: {path!r} line 1, column", key)
+    for number, row in rows:
         if None in row or None in row.values():
             raise EnsembleError(f"samples: {path!r} line {number} has a different number of fields than the header")
-    return [{key: _value(value) for key, value in row.items()} for row in rows]
+    return [{key: _value(value, f"samples: {path!r} line {number}, column {key!r}") for key, value in row.items()}
+            for number, row in rows]
 
 
 def runs_from_csv(args: argparse.Namespace) -> list[Run]:
@@ -143,9 +169,13 @@ def cmd_write(args: argparse.Namespace) -> None:
         writer(sys.stdout)
         return
     tmp = Path(args.output + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as stream:
-        writer(stream)
-    tmp.replace(args.output)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as stream:
+            writer(stream)
+        tmp.replace(args.output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def cmd_dryrun(args: argparse.Namespace) -> None:
@@ -188,7 +218,7 @@ def cmd_execute(args: argparse.Namespace) -> None:
 
 def cmd_attempts(args: argparse.Namespace) -> None:
     ensemble = _open(args)
-    rows = [a for run_id in parse_ids(args.ids) for a in ensemble.attempts(run_id)]
+    rows = [a for run_id in ensemble.check_run_ids(parse_ids(args.ids)) for a in ensemble.attempts(run_id)]
     if args.json:
         print(json.dumps(rows, indent=1))
         return
@@ -293,23 +323,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def is_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says a file system is full (or a quota is exhausted)."""
+    if isinstance(exc, OSError):
+        return exc.errno in FULL_ERRNOS
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorname", None) in FULL_SQLITE_ERRORS or str(exc) == "database or disk is full")
+
+
+def _full_place(args: argparse.Namespace, exc: BaseException) -> str:
+    """Where the command was writing when the file system filled up."""
+    setup = os.path.abspath(args.setup_dir)
+    if isinstance(exc, sqlite3.Error):
+        return f"the setup directory {setup!r}"
+    if exc.filename:
+        return repr(os.path.abspath(exc.filename))
+    if args.command == "write" and args.output not in (None, "-"):
+        return repr(os.path.abspath(args.output))
+    if args.command == "dryrun":
+        return "the run directories"
+    if args.command in SETUP_WRITERS:
+        return f"the setup directory {setup!r}"
+    return "standard output"
+
+
+def _error(message: str) -> int:
+    print(f"ensemble: error: {message}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+def _stdout_closed() -> int:
+    """Point standard output at /dev/null, so the interpreter's final flush is quiet too."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return EXIT_BROKEN_PIPE
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _stdout_closed()
     except (EnsembleError, ValueError, TypeError) as exc:
-        print(f"ensemble: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
+        return _error(str(exc))
+    except (OSError, sqlite3.OperationalError) as exc:
+        if is_full(exc):
+            return _error(f"no space left on the file system holding {_full_place(args, exc)} "
+                          f"({getattr(exc, 'strerror', None) or exc})")
+        if isinstance(exc, sqlite3.Error):
+            raise
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"ensemble: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 2
+        return _error(f"{exc.strerror or exc}{where}")
     except KeyboardInterrupt:
         print("ensemble: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
     return 0
 
 

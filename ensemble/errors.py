@@ -22,5 +22,9 @@ class HookError(EnsembleError):
     """The application interface module cannot be loaded or a hook failed."""
 
 
+class EnsembleExists(EnsembleError, ValueError):
+    """``Ensemble.create`` found an ensemble already in the setup directory."""
+
+
 class EnsembleBusy(EnsembleError):
     """Another live manager holds the ensemble's lease."""

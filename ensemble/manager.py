@@ -1,7 +1,6 @@
 """The :class:`Ensemble` manager: create, open, query and control an ensemble."""
 from __future__ import annotations
 
-import inspect
 import json
 import numbers
 import os
@@ -12,28 +11,62 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from ensemble import summaries
 from ensemble.config import EnsembleConfig, build_config
 from ensemble.control import submit
-from ensemble.errors import EnsembleError, SpecError, SpecTypeError
+from ensemble.errors import EnsembleError, EnsembleExists, SpecError, SpecTypeError
 from ensemble.hooks import call_hook, load_interface
 from ensemble.intake import RunIntake
 from ensemble.lease import live_leases
 from ensemble.rundir import RunDirPreparer, step_cwd
 from ensemble.runtime import CONFIG_FILE
-from ensemble.spec import _check_args, to_json
+from ensemble.spec import _check_args, check_text, to_json
 from ensemble.status import COMPLETED, RUN_ABORTED, RUN_FAILURE, RUN_KILLED, RUN_QUEUED, RUN_SUCCESS, RunStatus
 from ensemble.store import Store
 
 DEFAULT_SETUP_DIR = "./.ensemble_setup"
 LOG_DIR = "logs"
 INBOX_DIR = "inbox"
+#: ``create`` options that become paths or command lines.
+TEXT_OPTIONS = ("application", "run_parse", "run_copy", "run_symlink", "run_dir_names", "app_interface", "use_flux")
+#: Most missing run ids an error message lists.
+MAX_LISTED_IDS = 10
 
 
 def _setup_path(setup_dir: str | os.PathLike) -> Path:
     if not isinstance(setup_dir, (str, os.PathLike)) or not os.fspath(setup_dir):
         raise SpecTypeError(f"setup_dir: expected a directory path, got {setup_dir!r}")
-    return Path(os.path.abspath(os.fspath(setup_dir)))
+    return Path(os.path.abspath(check_text("setup_dir", str(os.fspath(setup_dir)))))
+
+
+def _check_option_text(options: dict[str, Any]) -> None:
+    """Refuse NUL bytes in the ``create`` options that become paths or command lines."""
+    for name in TEXT_OPTIONS:
+        value = options[name]
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, (str, os.PathLike)):
+                check_text(name, str(os.fspath(item)))
+
+
+def _optional_path(name: str, value: Any) -> str | None:
+    """The absolute form of an optional path argument."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise SpecTypeError(f"{name}: expected a file path or None, got {value!r}")
+    return os.path.abspath(check_text(name, str(os.fspath(value))))
+
+
+def format_ids(ids: Sequence[int]) -> str:
+    """Sorted ids as ranges, ``1-3, 7``; at most MAX_LISTED_IDS ranges, then how many more ids."""
+    groups: list[list[int]] = []
+    for run_id in sorted(set(ids)):
+        if groups and run_id == groups[-1][1] + 1:
+            groups[-1][1] = run_id
+        else:
+            groups.append([run_id, run_id])
+    text = [str(a) if a == b else f"{a}-{b}" for a, b in groups[:MAX_LISTED_IDS]]
+    rest = sum(b - a + 1 for a, b in groups[MAX_LISTED_IDS:])
+    return ", ".join(text) + (f" and {rest} more" if rest else "")
 
 
 def _is_int(value: Any) -> bool:
@@ -125,7 +158,7 @@ class Ensemble:
             strict_templates: unknown tokens are errors (False leaves them as they are).
 
         Raises:
-            EnsembleError: if an ensemble exists in ``setup_dir``.
+            EnsembleExists: if an ensemble exists in ``setup_dir`` (a ``ValueError``).
             ValueError, TypeError: for invalid arguments, naming field and value.
         """
         return cls._create(dict(application=application, runs=runs, run_parse=run_parse, run_copy=run_copy,
@@ -152,11 +185,12 @@ class Ensemble:
     def _create(cls, options: dict[str, Any], setup_dir: str | os.PathLike, overwrite: bool) -> "Ensemble":
         setup = _setup_path(setup_dir)
         if cls.exists(setup) and not overwrite:
-            raise EnsembleError(f"setup_dir: an ensemble already exists in {str(setup)!r} "
-                                "(use create_overwrite or create_resume; ensemble create --overwrite)")
+            raise EnsembleExists(f"setup_dir: an ensemble already exists in {str(setup)!r} "
+                                 "(use create_overwrite or create_resume; ensemble create --overwrite)")
         if setup.exists() and not cls.exists(setup) and (not setup.is_dir() or any(setup.iterdir())):
             raise EnsembleError(f"setup_dir: {str(setup)!r} exists and is not an ensemble setup directory")
         runs = options.pop("runs")
+        _check_option_text(options)
         config = build_config(Path.cwd(), **options)
         if config.app_interface:
             load_interface(config.app_interface)
@@ -242,7 +276,7 @@ class Ensemble:
         return submit(self.setup_dir, self.store, self.config, command)
 
     def check_run_ids(self, run_ids: Iterable[int]) -> list[int]:
-        """The ids as a list; raise SpecError naming the first id that is not a run of this ensemble."""
+        """The ids as a list; raise SpecError naming the ids that are not runs of this ensemble."""
         ids = _run_ids(run_ids)
         self._check_existing(ids)
         return ids
@@ -250,7 +284,9 @@ class Ensemble:
     def _check_existing(self, ids: list[int], what: str = "run_ids") -> None:
         missing = sorted(set(ids) - self.store.existing_run_ids(ids))
         if missing:
-            raise SpecError(f"{what}: no run {missing[0]} in this ensemble (ids are 1..{self.store.next_run_id() - 1})")
+            runs = "run" if len(missing) == 1 else "runs"
+            raise SpecError(f"{what}: no {runs} {format_ids(missing)} in this ensemble "
+                            f"(ids are 1..{self.store.next_run_id() - 1})")
 
     def add_runs(self, runs: Iterable[Any]) -> None:
         """Add runs; a running manager picks them up within a second."""
@@ -296,11 +332,11 @@ class Ensemble:
         argv = _check_args("on_completion.args", args)
         if not argv:
             raise SpecError(f"on_completion.args: must name a program, got {args!r}")
-        spec = {"args": argv, "cwd": os.path.abspath(cwd)}
-        for name, value in (("stdout", stdout), ("stderr", stderr)):
-            if value is not None and not isinstance(value, (str, os.PathLike)):
-                raise SpecTypeError(f"on_completion.{name}: expected a file path or None, got {value!r}")
-            spec[name] = None if value is None else os.path.abspath(value)
+        spec = {"args": argv, "cwd": _optional_path("on_completion.cwd", cwd)}
+        if spec["cwd"] is None:
+            raise SpecTypeError(f"on_completion.cwd: expected a directory path, got {cwd!r}")
+        spec["stdout"] = _optional_path("on_completion.stdout", stdout)
+        spec["stderr"] = _optional_path("on_completion.stderr", stderr)
         self._submit({"op": "on_completion", "spec": spec})
 
     # -- execution -----------------------------------------------------------------
@@ -339,18 +375,26 @@ class Ensemble:
         Args:
             include_none: keep runs that have no result.
         """
+        from ensemble import summaries
+
         return summaries.dataframe(self.store, include_none)
 
     def write_csv(self, stream: IO[str]) -> None:
         """Write one CSV row per run (the columns of :meth:`as_dataframe`)."""
+        from ensemble import summaries
+
         summaries.write_csv(self.store, stream)
 
     def write_json(self, stream: IO[str]) -> None:
         """Write a JSON list with one object per run."""
+        from ensemble import summaries
+
         summaries.write_json(self.store, stream)
 
     def write_yaml(self, stream: IO[str]) -> None:
         """Write a YAML list with one mapping per run."""
+        from ensemble import summaries
+
         summaries.write_yaml(self.store, stream)
 
     # -- preparation and hooks -----------------------------------------------------
@@ -441,6 +485,8 @@ def _install(tmp: Path, setup: Path) -> None:
 
 def _split_create_args(args: tuple, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """Bind arguments as :meth:`Ensemble.create` takes them; return (options, setup_dir)."""
+    import inspect
+
     try:
         bound = inspect.signature(Ensemble.create).bind(*args, **kwargs)
     except TypeError as exc:

@@ -12,7 +12,7 @@ import math
 import numbers
 import os
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,12 +32,51 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{value!r} of type {type(value).__name__} is not JSON-serialisable")
 
 
+def _dumps(value: Any, allow_nan: bool) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"), allow_nan=allow_nan)
+
+
+def _json_items(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """Every scalar and mapping key of plain JSON data with its path, e.g. ``sample['x'][0]``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield f"{path} label", key
+            yield from _json_items(item, f"{path}[{key!r}]")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _json_items(item, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def _is_non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
 def to_json(value: Any, what: str) -> str:
-    """Serialise ``value`` to compact JSON or raise a SpecTypeError naming ``what``."""
+    """Serialise ``value`` to compact, strict JSON or raise an error naming ``what``.
+
+    NaN and infinity are refused (SpecError naming the offending item): they
+    are not JSON, and SQLite's JSON functions reject them.  Anything that is
+    not JSON-serialisable raises SpecTypeError.
+    """
     try:
-        return json.dumps(value, default=_json_default, separators=(",", ":"))
+        return _dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise SpecTypeError(f"{what}: {exc}") from None
+        error = exc
+    try:
+        plain = json.loads(_dumps(value, allow_nan=True))
+    except (TypeError, ValueError):
+        raise SpecTypeError(f"{what}: {error}") from None
+    path, bad = next(((p, v) for p, v in _json_items(plain, what) if _is_non_finite(v)), (what, value))
+    raise SpecError(f"{path}: NaN and infinity cannot be stored (use None or a string), got {bad!r}")
+
+
+def check_text(name: str, value: str) -> str:
+    """Return ``value``; raise SpecError if it holds a NUL byte, which no command line, path or environment can."""
+    if "\0" in value:
+        raise SpecError(f"{name}: must not contain a NUL byte, got {value!r}")
+    return value
 
 
 def _plain_scalar(value: Any) -> Any:
@@ -71,25 +110,30 @@ def _check_timeout(name: str, value: Any) -> float:
 
 def _check_args(name: str, args: Any) -> list[str]:
     if isinstance(args, str):
+        check_text(name, args)
         try:
             parts = shlex.split(args)
         except ValueError as exc:
             raise SpecError(f"{name}: cannot split {args!r}: {exc}") from None
     elif isinstance(args, os.PathLike):
-        parts = [os.fspath(args)]
+        parts = [check_text(name, os.fspath(args))]
     elif isinstance(args, Sequence) and not isinstance(args, (bytes, bytearray)):
         parts = []
         for i, arg in enumerate(args):
             if isinstance(arg, bool) or not isinstance(arg, (str, os.PathLike, numbers.Real)):
                 raise SpecTypeError(f"{name}[{i}]: expected a string, got {arg!r}")
-            parts.append(os.fspath(arg) if isinstance(arg, os.PathLike) else str(arg))
+            parts.append(check_text(f"{name}[{i}]", os.fspath(arg) if isinstance(arg, os.PathLike) else str(arg)))
     else:
         raise SpecTypeError(f"{name}: expected a string or a sequence of strings, got {args!r}")
     return parts
 
 
 def normalise_sample(sample: Any, what: str = "sample") -> dict[str, Any]:
-    """Validate a sample mapping and return a plain-JSON copy of it."""
+    """Validate a sample mapping and return a plain-JSON copy of it.
+
+    Labels and string values may not hold NUL bytes (they fill run directory
+    names, command lines and input decks); numbers must be finite.
+    """
     if sample is None:
         return {}
     if not isinstance(sample, Mapping):
@@ -100,7 +144,11 @@ def normalise_sample(sample: Any, what: str = "sample") -> dict[str, Any]:
     text = to_json(dict(sample), what)
     if len(text.encode()) > MAX_SAMPLE_BYTES:
         raise SpecError(f"{what}: JSON form is {len(text)} bytes, more than the limit of {MAX_SAMPLE_BYTES}")
-    return json.loads(text)
+    plain = json.loads(text)
+    for path, item in _json_items(plain, what):
+        if isinstance(item, str):
+            check_text(path, item)
+    return plain
 
 
 @dataclass(frozen=True)
@@ -142,7 +190,7 @@ class Step:
             raise SpecTypeError(f"Step.cwd: expected a path, got {self.cwd!r}")
         if not os.fspath(self.cwd):
             raise SpecError(f"Step.cwd: must be a non-empty path, got {self.cwd!r}")
-        object.__setattr__(self, "cwd", os.fspath(self.cwd))
+        object.__setattr__(self, "cwd", check_text("Step.cwd", os.fspath(self.cwd)))
 
     @property
     def cores(self) -> int:

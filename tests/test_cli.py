@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import SETUP, snapshot, sql
 
-from ensemble import Ensemble, RunStatus
+from ensemble import Ensemble, Run, RunStatus
 from ensemble.cli import main
 
 TRUE = shutil.which("true")
@@ -282,16 +282,41 @@ def test_bad_create_input_is_one_line(capsys, samples, workdir):
     assert snapshot(workdir) == before
 
 
-# -- through the installed console script -------------------------------------------------------------------------------
-def test_console_script_subprocess(samples, workdir):
-    exe = shutil.which("ensemble")
-    if exe is None:
-        pytest.skip("the ensemble console script is not on PATH")
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+def test_attempts_of_unknown_runs_is_a_user_error(capsys, samples):
+    create(capsys)
+    code, out, err = run(capsys, "attempts", "2", "7-9", "12")
+    assert_user_error(code, out, err, "no runs 7-9, 12 in this ensemble", "ids are 1..3")
+    code, out, err = run(capsys, "attempts", "99", "--json")
+    assert_user_error(code, out, err, "no run 99 in this ensemble")
+    code, out, err = run(capsys, "attempts", *(str(i) for i in range(10, 34, 2)))
+    assert_user_error(code, out, err, "no runs 10, 12, 14, 16, 18, 20, 22, 24, 26, 28 and 2 more in this ensemble")
+    code, out, err = run(capsys, "attempts", "1-3", "--json")
+    assert (code, json.loads(out), err) == (0, [], "")
 
+
+# -- through the installed console script -------------------------------------------------------------------------------
+#: The console script installed with this interpreter (it may not be on PATH).
+CONSOLE_SCRIPT = Path(sys.executable).with_name("ensemble")
+#: The checkout under test, first on the children's import path.
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": os.pathsep.join([str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.fixture
+def console_script() -> Path:
+    if not CONSOLE_SCRIPT.is_file():
+        pytest.skip(f"ensemble is not installed for {sys.executable} (no console script next to it)")
+    return CONSOLE_SCRIPT
+
+
+def test_console_script_subprocess(samples, workdir, console_script):
     def cli(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run([exe, *argv], cwd=workdir, env=env, capture_output=True, text=True, timeout=60,
-                              check=False)
+        return subprocess.run([console_script, *argv], cwd=workdir, env=child_env(), capture_output=True, text=True,
+                              timeout=60, check=False)
 
     done = cli("create", "samples.csv", "--application", TRUE, "--no-batch-script")
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
@@ -311,3 +336,36 @@ def test_module_entry_point(samples, workdir):
                           text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert done.stderr.startswith("ensemble: error: setup_dir: no ensemble")
+
+
+def test_closed_stdout_ends_quietly_with_status_141(samples, workdir):
+    """``ensemble status 1-N | head -1`` through a real pipe: more output than the pipe holds, reader gone."""
+    with Ensemble.create(application=TRUE, runs=[Run({"x": i}) for i in range(4000)],
+                         app_is_batch_script=False):
+        pass
+    writer = subprocess.Popen([sys.executable, "-m", "ensemble", "status", "1-4000"], cwd=workdir, env=child_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = subprocess.run(["head", "-1"], stdin=writer.stdout, capture_output=True, timeout=60, check=True)
+    writer.stdout.close()
+    err = writer.stderr.read().decode()
+    writer.stderr.close()
+    assert writer.wait(timeout=60) == 141
+    assert err == ""
+    assert head.stdout.decode().split() == ["run_id", "status", "running", "step", "restarts", "run_dir", "message"]
+
+
+LAZY_COMMANDS = [["status"], ["status", "1-2", "--json"], ["progress"], ["attempts", "1"], ["add", "more.csv"],
+                 ["--setup-dir", "other", "create", "samples.csv", "--application", TRUE, "--no-batch-script"]]
+
+
+@pytest.mark.parametrize("argv", LAZY_COMMANDS, ids=[" ".join(a[:2]) for a in LAZY_COMMANDS])
+def test_commands_do_not_import_pandas_or_the_engine(capsys, samples, workdir, argv):
+    create(capsys)
+    (workdir / "more.csv").write_text("x,y,name\n10,0.5,z\n")
+    code = (f"import sys\nfrom ensemble import cli\nassert cli.main({argv!r}) == 0\n"
+            "heavy = [m for m in ('pandas', 'numpy', 'yaml', 'jinja2', 'ensemble.engine', 'ensemble.execution',\n"
+            "                     'ensemble.hookworker', 'ensemble.summaries') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=child_env(), capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert (done.returncode, done.stderr) == (0, "")

@@ -15,6 +15,7 @@ from ensemble import (
     CompositeRun,
     Ensemble,
     EnsembleError,
+    EnsembleExists,
     HookError,
     Run,
     RunStatus,
@@ -110,6 +111,14 @@ BAD_INPUT = [
     ({"strict_templates": "no"}, SpecTypeError, ["strict_templates", "'no'"]),
     ({"setup_dir": 5}, SpecTypeError, ["setup_dir", "5"]),
     ({"setup_dir": ""}, SpecTypeError, ["setup_dir", "''"]),
+    ({"application": "app.sh\0"}, SpecError, ["application", "NUL", "'app.sh\\x00'"]),
+    ({"run_parse": ["deck.txt", "deck\0.txt"]}, SpecError, ["run_parse", "NUL", "'deck\\x00.txt'"]),
+    ({"run_copy": "a/data.txt\0"}, SpecError, ["run_copy", "NUL", "'a/data.txt\\x00'"]),
+    ({"run_symlink": "b\0"}, SpecError, ["run_symlink", "NUL", "'b\\x00'"]),
+    ({"run_dir_names": "runs/\0{run_id}"}, SpecError, ["run_dir_names", "NUL", "'runs/\\x00{run_id}'"]),
+    ({"app_interface": "hooks\0.py"}, SpecError, ["app_interface", "NUL", "'hooks\\x00.py'"]),
+    ({"use_flux": "/bin/flux\0"}, SpecError, ["use_flux", "NUL", "'/bin/flux\\x00'"]),
+    ({"setup_dir": "setup\0"}, SpecError, ["setup_dir", "NUL", "'setup\\x00'"]),
 ]
 BAD_IDS = [",".join(f"{k}={v!r}" for k, v in case[0].items())[:60] for case in BAD_INPUT]
 
@@ -148,6 +157,16 @@ def test_create_into_existing_ensemble_is_refused(project):
     before = snapshot(project)
     with pytest.raises(EnsembleError, match="already exists"):
         create(runs=runs(5))
+    assert snapshot(project) == before
+
+
+def test_create_into_existing_ensemble_raises_value_error(project):
+    """The reference API documents a ValueError; EnsembleExists is one (and an EnsembleError)."""
+    create().close()
+    before = snapshot(project)
+    with pytest.raises(ValueError, match="already exists") as info:
+        create(runs=runs(5))
+    assert isinstance(info.value, EnsembleExists) and isinstance(info.value, EnsembleError)
     assert snapshot(project) == before
 
 
