@@ -274,12 +274,15 @@ def test_setsid_escapee_is_killed_before_its_step_ends(fdir):  # defect 10
 # -- defect 11: launch errors of any kind fail only their run -----------------------------------------------------
 def test_launch_errors_of_any_type_fail_only_their_run(fdir):  # defect 11
     (fdir / "a_file").write_text("not a directory\n")
+    script = fdir / "deck.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
     ens = create([
         run(1, Step(["/no/such/program"], batch_script=False)),          # OSError at exec
         run(2, sh("true", cwd=str(fdir / "a_file" / "sub"))),            # cwd cannot be created
-        run(3, Step(["sh", "-c", "true\0oops"], batch_script=False)),     # ValueError from Popen
+        run(3, Step([str(script)], batch_script=True)),                  # UnicodeDecodeError (a ValueError)
         run(4, sh("echo good > good.txt")),
     ])
+    script.write_bytes(b"#!/bin/sh\n\xff\xfe broken after create\n")  # rendered only at launch
     a = spawn_manager(ens, wait_lease=False, cores=1)
     assert a.wait() == 0, manager_out(ens)[-300:]
     status = statuses(ens)
