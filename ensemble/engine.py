@@ -104,7 +104,6 @@ class Engine:
         self.store = Store.open(self.setup_dir)
         self.config = EnsembleConfig.from_dict(self.store.get_meta("config"))
         self.pool = Pool(provider.nodes())
-        self.has_gpus = self.pool.total_gpus > 0
         self.preparer = RunDirPreparer(self.config)
         self.batch = WriteBatch()
         self.selector = selectors.DefaultSelector()
@@ -499,7 +498,7 @@ class Engine:
                 argv[0] = self.preparer.render_script(argv[0], cwd, run.id, run.run_dir, run.sample,
                                                       shlex.join(prefix))
             command = self.launcher.command(step, placement, argv, step.batch_script)
-            env = {**self.base_env, **self.launcher.env(step, placement, self.has_gpus),
+            env = {**self.base_env, **self.launcher.env(step, placement),
                    **run_env(str(self.setup_dir), run.id, run.run_dir, run.sample),
                    "ENSEMBLE_STEP": str(run.step), "ENSEMBLE_ATTEMPT": str(run.attempts)}
             result: Child | Exception = spawn(command, cwd, env, base + ".out", base + ".err")

@@ -18,6 +18,7 @@ from ensemble.errors import EnsembleBusy, EnsembleError, SpecError, SpecTypeErro
 from ensemble.launchers import get_launcher
 from ensemble.lease import live_leases
 from ensemble.providers import LocalProvider
+from ensemble.providers.local import gpu_option
 from ensemble.store import Store
 
 PID_FILE = "manager.pid"
@@ -40,8 +41,7 @@ def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concur
     """Validated execution options as plain JSON (what a detached manager receives)."""
     if not isinstance(allow_multiple, bool):
         raise SpecTypeError(f"allow_multiple: expected True or False, got {allow_multiple!r}")
-    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
-        raise SpecError(f"gpus: expected an integer >= 0, got {gpus!r}")
+    gpus = gpu_option(gpus)
     spec = dict(timeout=_positive("timeout", timeout, float), parallelism=_positive("parallelism", parallelism) or 1,
                 allow_multiple=allow_multiple, max_concurrency=_positive("max_concurrency", max_concurrency),
                 cores=_positive("cores", cores), gpus=gpus, launcher="local")

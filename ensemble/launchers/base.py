@@ -4,7 +4,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from ensemble.resources import Placement
+from ensemble.resources import VISIBLE_DEVICES_VARS, Placement
 from ensemble.spec import Step
 
 
@@ -24,10 +24,11 @@ class Launcher(ABC):
         """The full command: a batch script launches its own parallel work, anything else is prefixed."""
         return list(argv) if batch_script else [*self.prefix(step, placement), *argv]
 
-    def env(self, step: Step, placement: Placement, has_gpus: bool) -> dict[str, str]:
-        """Variables binding the step to its cores and GPUs."""
-        env = {"OMP_NUM_THREADS": str(step.cores_per_task)}
-        if has_gpus:
-            devices = ",".join(str(g) for g in placement.gpus)
-            env.update(CUDA_VISIBLE_DEVICES=devices, ROCR_VISIBLE_DEVICES=devices, HIP_VISIBLE_DEVICES=devices)
-        return env
+    def env(self, step: Step, placement: Placement) -> dict[str, str]:
+        """Variables binding the step to its cores and GPUs.
+
+        ``CUDA_VISIBLE_DEVICES``, ``ROCR_VISIBLE_DEVICES`` and ``HIP_VISIBLE_DEVICES`` always name
+        exactly the step's own device ids, as the node gives them; they are empty for a step with none.
+        """
+        devices = ",".join(placement.gpus)
+        return {"OMP_NUM_THREADS": str(step.cores_per_task), **dict.fromkeys(VISIBLE_DEVICES_VARS, devices)}
