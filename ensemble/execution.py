@@ -19,6 +19,7 @@ from ensemble.errors import EnsembleBusy, EnsembleError, SpecError, SpecTypeErro
 from ensemble.launchers import get_launcher
 from ensemble.lease import live_leases
 from ensemble.providers import LocalProvider
+from ensemble.providers.local import gpu_option
 from ensemble.store import Store
 
 PID_FILE = "manager.pid"
@@ -45,8 +46,7 @@ def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concur
     """Validated execution options as plain JSON (what a manager process receives)."""
     if not isinstance(allow_multiple, bool):
         raise SpecTypeError(f"allow_multiple: expected True or False, got {allow_multiple!r}")
-    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
-        raise SpecError(f"gpus: expected an integer >= 0, got {gpus!r}")
+    gpus = gpu_option(gpus)
     if isinstance(kill_grace, bool) or not isinstance(kill_grace, (int, float)) or not (
             math.isfinite(kill_grace) and kill_grace >= 0):
         raise SpecError(f"kill_grace: expected seconds >= 0, got {kill_grace!r}")

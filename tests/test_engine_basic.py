@@ -99,7 +99,7 @@ def test_gpu_binding_is_disjoint_and_sized(edir):
         assert all(0 <= g < 4 for g in cuda)
         assert env["OMP_NUM_THREADS"] == str(cpt)
         [attempt] = by_run[run_id]
-        assert sorted(placed(attempt, "gpus")) == sorted(cuda)
+        assert sorted(int(g) for g in placed(attempt, "gpus")) == sorted(cuda)
         seen[run_id] = {**attempt, "gpu_set": set(cuda)}
     for a in seen.values():
         for b in seen.values():

@@ -4,7 +4,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from ensemble.resources import Placement
+from ensemble.resources import VISIBLE_DEVICES_VARS, Placement
 from ensemble.spec import Step
 
 
@@ -25,7 +25,10 @@ class Launcher(ABC):
         return list(argv) if batch_script else [*self.prefix(step, placement), *argv]
 
     def env(self, step: Step, placement: Placement) -> dict[str, str]:
-        """Variables binding the step to its cores and exactly its GPUs (empty when it has none)."""
-        devices = ",".join(str(g) for g in placement.gpus)
-        return {"OMP_NUM_THREADS": str(step.cores_per_task), "CUDA_VISIBLE_DEVICES": devices,
-                "ROCR_VISIBLE_DEVICES": devices, "HIP_VISIBLE_DEVICES": devices}
+        """Variables binding the step to its cores and GPUs.
+
+        ``CUDA_VISIBLE_DEVICES``, ``ROCR_VISIBLE_DEVICES`` and ``HIP_VISIBLE_DEVICES`` always name
+        exactly the step's own device ids, as the node gives them; they are empty for a step with none.
+        """
+        devices = ",".join(placement.gpus)
+        return {"OMP_NUM_THREADS": str(step.cores_per_task), **dict.fromkeys(VISIBLE_DEVICES_VARS, devices)}
