@@ -30,10 +30,11 @@ class RunDirPreparer:
         """Token values for one run: its sample plus the reserved tokens."""
         return {**sample, "run_id": run_id, "run_dir": run_dir, "ensemble_launch": launch, "themis_launch": launch}
 
-    def prepare(self, run_id: int, run_dir: str, sample: Mapping[str, Any]) -> None:
-        """Create ``run_dir`` and fill it with copies, symlinks and parsed files."""
+    def prepare(self, run_id: int, run_dir: str, sample: Mapping[str, Any], exists: bool = False) -> None:
+        """Create ``run_dir`` (unless it ``exists``) and fill it with copies, symlinks and parsed files."""
         target = Path(run_dir)
-        os.makedirs(run_dir, exist_ok=True)
+        if not exists:
+            os.makedirs(run_dir, exist_ok=True)
         for src in self.config.run_copy:
             dest = target / os.path.basename(src)
             if os.path.isdir(src):

@@ -238,7 +238,7 @@ def test_full_file_system_exits_74_with_one_clear_line(fdir, small_fs, monkeypat
     (ens.setup_dir / "logs").symlink_to(logs)
     a = spawn_manager(ens, wait_lease=False, cores=1)
     assert a.wait() == 74, manager_out(ens)[-300:]
-    full = [line for line in manager_log(ens).splitlines() if "full" in line.lower()]
+    full = [line for line in manager_log(ens).splitlines() if " ERROR " in line and "full" in line.lower()]
     assert len(full) == 1, manager_log(ens)
     assert "Traceback" not in manager_out(ens)
     os.unlink(small_fs / "runs" / "2" / "filler")

@@ -8,6 +8,7 @@ and starts processes only through an Executor.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -15,6 +16,7 @@ from collections.abc import Callable
 
 from ensemble.engine.exits import Exits
 from ensemble.engine.lifecycle import Lifecycle
+from ensemble.engine.prefetch import Prefetcher
 from ensemble.engine.reactor import Source
 from ensemble.engine.recorder import DiskFull, PendingStart, is_disk_full
 from ensemble.engine.runstate import Outcome, Phase, RunState
@@ -24,6 +26,8 @@ from ensemble.resources import Placement
 from ensemble.rundir import step_cwd
 from ensemble.status import RunStatus
 
+#: Runs whose directories and log files are made ahead when the file system is slow.
+PREFETCH_DEPTH = 32
 #: Pids of started steps ride with the next flush, but wait no longer than this.
 PID_FLUSH_DELAY = 0.05
 log = logging.getLogger("ensemble.engine")
@@ -108,6 +112,10 @@ class Engine(Exits, Lifecycle):
         for run, launch, pending in starts:
             if run.id in self.runs and pending.attempt_id is not None:
                 self._spawn(run, launch, pending.attempt_id)
+            elif launch.logs is not None:
+                for fd in launch.logs:
+                    os.close(fd)
+        self.prefetch_ahead()
 
     def _never_fits(self, run: RunState) -> bool:
         """Fail (or, with several managers, leave) a run with a step larger than the allocation."""
@@ -136,7 +144,8 @@ class Engine(Exits, Lifecycle):
             return
         if run.step == 0 and not run.prepared:
             try:
-                self.preparer.prepare(run.id, run.run_dir, run.sample)
+                run.logs = self.prefetched(run)
+                self.preparer.prepare(run.id, run.run_dir, run.sample, exists=run.logs is not None)
             except Exception as exc:  # noqa: BLE001 - any failure to prepare fails this run only
                 self._raise_if_full(exc)
                 self.pool.release(placement)
@@ -171,11 +180,12 @@ class Engine(Exits, Lifecycle):
             self._raise_if_full(exc)
             self._launch_failed(run, argv, exc)
             return None
-        base = os.path.join(run.run_dir, f"ensemble.step{run.step}.attempt{run.attempts}")
+        base = self.log_base(run)
+        logs, run.logs = run.logs or self.prefetched(run, started=True), None
         pending = PendingStart(run.id, run.step, run.attempts, run.attempt_started, command, placement.to_list())
         self.recorder.record_start(pending)
         launch = Launch(run.id, run.step, run.attempts, step, placement, command, cwd, env, base + ".out",
-                        base + ".err", f"{self.lease.manager}/{run.id}.{run.attempts}")
+                        base + ".err", f"{self.lease.manager}/{run.id}.{run.attempts}", logs)
         return run, launch, pending
 
     def _launch_failed(self, run: RunState, command: list[str], exc: BaseException,
@@ -209,6 +219,25 @@ class Engine(Exits, Lifecycle):
         if run.kill_reason is not None:
             reason, run.kill_reason = run.kill_reason, None
             self.kill(run, reason)
+
+    # -- files made ahead ---------------------------------------------------------------------------
+    @staticmethod
+    def log_base(run: RunState, attempt: int | None = None) -> str:
+        return os.path.join(run.run_dir, f"ensemble.step{run.step}.attempt{attempt or run.attempts}")
+
+    def prefetched(self, run: RunState, started: bool = False) -> tuple[int, int] | None:
+        """Log files of the run's next attempt (``started``: of the attempt just counted), if made ahead."""
+        if not isinstance(self.prefetch, Prefetcher):
+            return None
+        return self.prefetch.take((run.id, run.step, run.attempts if started else run.attempts + 1))
+
+    def prefetch_ahead(self) -> None:
+        """Start making the directories and log files of the next runs in line."""
+        if not isinstance(self.prefetch, Prefetcher) or len(self.prefetch) >= PREFETCH_DEPTH:
+            return
+        for run in itertools.islice(self.queue.waiting, PREFETCH_DEPTH):
+            base = self.log_base(run, run.attempts + 1)
+            self.prefetch.ahead((run.id, run.step, run.attempts + 1), run.run_dir, base + ".out", base + ".err")
 
     @staticmethod
     def _raise_if_full(exc: BaseException) -> None:

@@ -1,6 +1,10 @@
 """The ledger: which runs this manager holds in memory, and their claims in the database."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from ensemble.engine.prefetch import UNDECIDED, decide_prefetch
 from ensemble.engine.runqueue import FETCH_BATCH
 from ensemble.engine.runstate import RunState
 from ensemble.spec import Step
@@ -27,6 +31,8 @@ class Ledger:
         for run in runs:
             self.runs[run.id] = run
         self.queue.add_loaded(runs)
+        if runs and self.prefetch is UNDECIDED:
+            self.prefetch = decide_prefetch(Path(runs[0].run_dir).parent)
 
     def load_runs(self, ids: list[int]) -> list[RunState]:
         """Fresh in-memory states of runs from the database (with their attempt counts)."""
@@ -59,6 +65,10 @@ class Ledger:
         self.queue.rewind(run.id)
 
     def forget(self, run: RunState) -> None:
+        if run.logs is not None:
+            for fd in run.logs:
+                os.close(fd)
+            run.logs = None
         if run.claimed:
             run.claimed = False
             self.inflight -= 1

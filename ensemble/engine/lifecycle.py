@@ -19,6 +19,7 @@ from ensemble import control
 from ensemble.config import EnsembleConfig
 from ensemble.engine.drain import Drain, EngineOptions
 from ensemble.engine.ledger import Ledger
+from ensemble.engine.prefetch import UNDECIDED, Prefetcher
 from ensemble.engine.reactor import Reactor
 from ensemble.engine.recorder import DiskFull, LeaseLost, Recorder
 from ensemble.engine.runqueue import RunQueue
@@ -64,6 +65,7 @@ class Lifecycle(Steering, Ledger, Drain):
         self.deadline = None if options.timeout is None else time.monotonic() + options.timeout * 60
         self.next_poll = self.next_heartbeat = 0.0
         self.pids_due: float | None = None
+        self.prefetch: Any = UNDECIDED
 
     # -- start ------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -208,6 +210,8 @@ class Lifecycle(Steering, Ledger, Drain):
         return 128 + sig if sig else 0
 
     def _close(self) -> None:
+        if isinstance(self.prefetch, Prefetcher):
+            self.prefetch.close()
         if self.executor is not None:
             self.executor.close()
         self.reactor.close()

@@ -87,6 +87,8 @@ class RunState:
     attempt_started: float = 0.0
     kill_reason: KillReason | None = None
     timers: list[Any] = field(default_factory=list)
+    #: Log files of the next attempt, made ahead of launch (see :mod:`ensemble.engine.prefetch`).
+    logs: tuple[int, int] | None = None
 
     @property
     def current(self) -> Step:

@@ -24,6 +24,8 @@ class Launch:
     stdout: str
     stderr: str
     tag: str
+    #: Log files already open (made ahead of launch); the executor takes them over and closes them.
+    logs: tuple[int, int] | None = None
 
 
 class Handle:

@@ -63,12 +63,15 @@ def become_subreaper() -> bool:
 
 
 def open_log(path: str) -> int:
-    """Open a new log file; an existing one is appended to, never truncated."""
+    """Open a new log file; an existing one (made ahead by a manager that died before using it,
+    or from a database of an older version) is appended to, never truncated."""
     try:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     except FileExistsError:
-        log.warning("%s exists already: appending to it", path)
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        if os.fstat(fd).st_size:
+            log.warning("%s exists already: appending to it", path)
+        return fd
 
 
 @dataclass
@@ -90,9 +93,9 @@ class LocalExecutor(Executor):
 
     def start(self, launch: Launch) -> LocalHandle:
         env = {**launch.env, ENV_LAUNCH: launch.tag}
-        out = open_log(launch.stdout)
+        out, err = launch.logs if launch.logs is not None else (open_log(launch.stdout), None)
         try:
-            err = open_log(launch.stderr)
+            err = open_log(launch.stderr) if err is None else err
             try:
                 popen = self._popen(launch.argv, launch.cwd, env, out, err)
             finally:
