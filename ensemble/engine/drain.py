@@ -12,6 +12,7 @@ from ensemble.engine.reactor import Source
 from ensemble.engine.runstate import KillReason, Phase, RunState
 from ensemble.errors import EnsembleError
 from ensemble.hookworker import HookPool
+from ensemble.lease import HEARTBEAT_SECONDS
 from ensemble.spec import to_json
 from ensemble.status import RunStatus
 
@@ -52,7 +53,8 @@ class Drain:
         replies: list[dict[str, Any]] = []
         self.hooks.submit(hook, str(self.setup_dir / "logs" / f"{hook}.log"), replies.append)
         while not replies:
-            for source, _, fd in self.reactor.wait(time.monotonic() + 3600):
+            self.recorder.heartbeat()
+            for source, _, fd in self.reactor.wait(time.monotonic() + HEARTBEAT_SECONDS):
                 if source is Source.HOOK:
                     self.hooks.on_readable(fd)
                 elif self.reactor.signal_received and not self.interrupting:
