@@ -268,6 +268,7 @@ def main() -> None:
     parser.add_argument("--no-themis", action="store_true", help="skip the Themis measurements")
     parser.add_argument("--no-themis-install", action="store_true", help="use the Themis venv only if it exists")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--json-out", type=Path, help="also write the JSON object to this file")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -344,6 +345,8 @@ def main() -> None:
     one["ok"] = one["total_s"] < 0.25
 
     report = {"meta": meta, "throughput": rows, "ratios": ratios, "one_run_cli": one, "idle": idle, "notes": notes}
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=1) + "\n")
     if args.json:
         print(json.dumps(report, indent=1))
         return
