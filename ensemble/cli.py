@@ -208,7 +208,8 @@ def cmd_execute(args: argparse.Namespace) -> None:
     pid = execution.execute_local(ensemble.setup_dir, ensemble.store, blocking=args.block, in_process=args.block,
                                   timeout=args.timeout, parallelism=args.parallelism,
                                   allow_multiple=args.allow_multiple, max_concurrency=args.max_concurrency,
-                                  cores=args.cores, gpus=args.gpus, kill_grace=args.kill_grace)
+                                  cores=args.cores, gpus=args.gpus, kill_grace=args.kill_grace,
+                                  log_layout=args.logs)
     if args.block:
         counts = ensemble.status_counts()
         print(" ".join(f"{k}={v}" for k, v in counts.items()))
@@ -310,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("--parallelism", type=int, help="hook worker processes (default 1)")
     execute.add_argument("--kill-grace", type=float, default=3.0,
                          help="seconds between SIGTERM and SIGKILL when a step is killed (default 3)")
+    execute.add_argument("--logs", choices=("split", "combined"), default="split",
+                         help="one .out and one .err per attempt (split, default) or one .log with both")
     execute.add_argument("--allow-multiple", action="store_true", help="share the work with other managers")
     execute.set_defaults(func=cmd_execute)
 

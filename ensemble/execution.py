@@ -25,6 +25,7 @@ from ensemble.store import Store
 PID_FILE = "manager.pid"
 READY_FD = "ENSEMBLE_READY_FD"
 PARENT_PID = "ENSEMBLE_PARENT_PID"
+LOG_LAYOUTS = ("split", "combined")
 PR_SET_PDEATHSIG = 1
 EXIT_MESSAGES = {EXIT_DISK_FULL: "the file system is full", EXIT_LEASE_LOST: "its lease was taken over",
                  2: "it could not start or a hook failed"}
@@ -42,7 +43,7 @@ def _positive(name: str, value: Any, number: type = int) -> Any:
 
 
 def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concurrency: Any, cores: Any,
-                 gpus: Any, kill_grace: Any = 3.0) -> dict[str, Any]:
+                 gpus: Any, kill_grace: Any = 3.0, log_layout: Any = "split") -> dict[str, Any]:
     """Validated execution options as plain JSON (what a manager process receives)."""
     if not isinstance(allow_multiple, bool):
         raise SpecTypeError(f"allow_multiple: expected True or False, got {allow_multiple!r}")
@@ -50,9 +51,12 @@ def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concur
     if isinstance(kill_grace, bool) or not isinstance(kill_grace, (int, float)) or not (
             math.isfinite(kill_grace) and kill_grace >= 0):
         raise SpecError(f"kill_grace: expected seconds >= 0, got {kill_grace!r}")
+    if log_layout not in LOG_LAYOUTS:
+        raise SpecError(f"log_layout: expected one of {', '.join(LOG_LAYOUTS)}, got {log_layout!r}")
     spec = dict(timeout=_positive("timeout", timeout, float), parallelism=_positive("parallelism", parallelism) or 1,
                 allow_multiple=allow_multiple, max_concurrency=_positive("max_concurrency", max_concurrency),
-                cores=_positive("cores", cores), gpus=gpus, kill_grace=float(kill_grace), launcher="local")
+                cores=_positive("cores", cores), gpus=gpus, kill_grace=float(kill_grace), log_layout=log_layout,
+                launcher="local")
     LocalProvider(spec["cores"], spec["gpus"]).nodes()
     return spec
 

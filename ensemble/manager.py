@@ -342,7 +342,8 @@ class Ensemble:
     # -- execution -----------------------------------------------------------------
     def execute_local(self, blocking: bool = False, timeout: float | None = None, parallelism: int | None = None,
                       allow_multiple: bool = False, max_concurrency: int | None = None, *,
-                      cores: int | None = None, gpus: int | None = None, kill_grace: float = 3.0) -> int | None:
+                      cores: int | None = None, gpus: int | None = None, kill_grace: float = 3.0,
+                      log_layout: str = "split") -> int | None:
         """Execute the ensemble on this machine.
 
         Args:
@@ -355,6 +356,8 @@ class Ensemble:
             max_concurrency: most runs in flight at once (default: as many as resources allow).
             cores, gpus: resources to pack runs onto (default: detected on this machine).
             kill_grace: seconds between SIGTERM and SIGKILL when a step is killed.
+            log_layout: ``"split"`` (``ensemble.step<k>.attempt<n>.out`` and ``.err``) or
+                ``"combined"`` (one ``.log`` holding both streams: one file less per attempt).
 
         Returns:
             the detached manager's pid, or None when blocking.
@@ -366,7 +369,8 @@ class Ensemble:
 
         return execution.execute_local(self.setup_dir, self.store, blocking=blocking, timeout=timeout,
                                 parallelism=parallelism, allow_multiple=allow_multiple,
-                                max_concurrency=max_concurrency, cores=cores, gpus=gpus, kill_grace=kill_grace)
+                                max_concurrency=max_concurrency, cores=cores, gpus=gpus, kill_grace=kill_grace,
+                                log_layout=log_layout)
 
     # -- summaries -----------------------------------------------------------------
     def as_dataframe(self, include_none: bool = True):

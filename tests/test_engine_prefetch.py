@@ -26,7 +26,7 @@ def test_prefetched_logs_hold_each_attempts_output(edir, monkeypatch):
         assert (run_dir / "ensemble.step0.attempt2.err").read_text() == "err\n"
         assert (run_dir / "ensemble.step1.attempt3.out").read_text() == "second\n"
     log = (ens.setup_dir / "logs" / "manager.log").read_text()
-    assert "made ahead" in log and "exists already" not in log
+    assert "prefetch forced on" in log and "exists already" not in log
 
 
 def test_files_made_ahead_and_never_used_are_closed_and_reused_without_truncation(tmp_path):
@@ -43,3 +43,12 @@ def test_files_made_ahead_and_never_used_are_closed_and_reused_without_truncatio
     assert len(os.listdir(f"/proc/{os.getpid()}/fd")) < 64
     assert metadata_cost(tmp_path / "probe") > 0
     assert not list((tmp_path / "probe").iterdir()), "the probe leaves nothing behind"
+
+
+def test_combined_layout_puts_both_streams_in_one_log(edir):
+    ens = create([run(i, sh("echo out; echo err >&2")) for i in (1, 2)])
+    execute(ens, cores=2, log_layout="combined")
+    for run_id in (1, 2):
+        run_dir = Path(run_row(ens, run_id)["run_dir"])
+        assert sorted(p.name for p in run_dir.glob("ensemble.*")) == ["ensemble.step0.attempt1.log"]
+        assert (run_dir / "ensemble.step0.attempt1.log").read_text() == "out\nerr\n"

@@ -184,8 +184,9 @@ class Engine(Exits, Lifecycle):
         logs, run.logs = run.logs or self.prefetched(run, started=True), None
         pending = PendingStart(run.id, run.step, run.attempts, run.attempt_started, command, placement.to_list())
         self.recorder.record_start(pending)
-        launch = Launch(run.id, run.step, run.attempts, step, placement, command, cwd, env, base + ".out",
-                        base + ".err", f"{self.lease.manager}/{run.id}.{run.attempts}", logs)
+        out, err = self.log_paths(base)
+        launch = Launch(run.id, run.step, run.attempts, step, placement, command, cwd, env, out, err,
+                        f"{self.lease.manager}/{run.id}.{run.attempts}", logs)
         return run, launch, pending
 
     def _launch_failed(self, run: RunState, command: list[str], exc: BaseException,
@@ -236,8 +237,14 @@ class Engine(Exits, Lifecycle):
         if not isinstance(self.prefetch, Prefetcher) or len(self.prefetch) >= PREFETCH_DEPTH:
             return
         for run in itertools.islice(self.queue.waiting, PREFETCH_DEPTH):
-            base = self.log_base(run, run.attempts + 1)
-            self.prefetch.ahead((run.id, run.step, run.attempts + 1), run.run_dir, base + ".out", base + ".err")
+            out, err = self.log_paths(self.log_base(run, run.attempts + 1))
+            self.prefetch.ahead((run.id, run.step, run.attempts + 1), run.run_dir, out, err)
+
+    def log_paths(self, base: str) -> tuple[str, str]:
+        """The attempt's stdout and stderr files (the same file in the combined layout)."""
+        if self.options.log_layout == "combined":
+            return base + ".log", base + ".log"
+        return base + ".out", base + ".err"
 
     @staticmethod
     def _raise_if_full(exc: BaseException) -> None:

@@ -28,6 +28,9 @@ class EngineOptions:
     parallelism: int = 1
     allow_multiple: bool = False
     kill_grace: float = 3.0
+    #: ``split``: ``.out`` and ``.err`` per attempt; ``combined``: one ``.log`` with both streams
+    #: (one file creation less per attempt, for file systems where creations are expensive).
+    log_layout: str = "split"
 
 
 class Drain:

@@ -95,7 +95,8 @@ class LocalExecutor(Executor):
         env = {**launch.env, ENV_LAUNCH: launch.tag}
         out, err = launch.logs if launch.logs is not None else (open_log(launch.stdout), None)
         try:
-            err = open_log(launch.stderr) if err is None else err
+            if err is None:
+                err = os.dup(out) if launch.stderr == launch.stdout else open_log(launch.stderr)
             try:
                 popen = self._popen(launch.argv, launch.cwd, env, out, err)
             finally:
@@ -188,10 +189,13 @@ def _children() -> list[int]:
     """Children of this process's main thread: the steps it forked and the orphans it adopted
     (the kernel hands orphans to the subreaper's thread-group leader)."""
     try:
-        with open(f"/proc/self/task/{os.getpid()}/children", encoding="ascii") as children:
-            return [int(p) for p in children.read().split()]
+        fd = os.open(f"/proc/self/task/{os.getpid()}/children", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return []
+    try:
+        return [int(p) for p in os.read(fd, 1 << 20).split()]
+    finally:
+        os.close(fd)
 
 
 def _environ(pid: int) -> bytes:
