@@ -94,7 +94,7 @@ def fs_type(path: Path) -> str:
 
 
 # -- worker mode: one measurement in a fresh interpreter ------------------------------------------
-def worker_ensemble(n: int, work: Path) -> dict[str, Any]:
+def worker_ensemble(n: int, work: Path, layout: str = "split") -> dict[str, Any]:
     from ensemble import Ensemble, Run
 
     os.chdir(work)
@@ -102,11 +102,11 @@ def worker_ensemble(n: int, work: Path) -> dict[str, Any]:
     start = time.perf_counter()
     ens = Ensemble.create(application="/bin/true", runs=runs, app_is_batch_script=False, setup_dir="setup")
     created = time.perf_counter() - start
-    before = resource.getrusage(resource.RUSAGE_SELF)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    ens.execute_local(blocking=True)
+    ens.execute_local(blocking=True, log_layout=layout)
     elapsed = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_SELF)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     ok = ens.count_by_status(Ensemble.RUN_SUCCESS)
     return {"create_s": created, "execute_s": elapsed, "success": ok,
             "manager_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
@@ -118,9 +118,9 @@ def worker_idle(sleep: float, work: Path) -> dict[str, Any]:
     os.chdir(work)
     ens = Ensemble.create(application="/bin/sleep", runs=[Run({"i": i}, args=[str(sleep)]) for i in range(2)],
                           app_is_batch_script=False, setup_dir="idle")
-    before, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    before, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     ens.execute_local(blocking=True, cores=2)
-    after, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - wall
+    after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter() - wall
     return {"cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), "wall_s": wall}
 
 
@@ -137,10 +137,10 @@ def fresh_dir(base: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="ensemble-bench-", dir=base))
 
 
-def ensemble_rate(n: int, base: Path) -> dict[str, Any]:
+def ensemble_rate(n: int, base: Path, layout: str = "split") -> dict[str, Any]:
     work = fresh_dir(base)
     try:
-        result = run_worker("ensemble", str(n), str(work))
+        result = run_worker("ensemble", str(n), str(work), layout)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if result["success"] != n:
@@ -273,8 +273,9 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.worker:
-        kind, value, work = args.worker
-        result = worker_ensemble(int(value), Path(work)) if kind == "ensemble" else worker_idle(float(value), Path(work))
+        kind, value, work, *layout = args.worker
+        result = (worker_ensemble(int(value), Path(work), *layout) if kind == "ensemble"
+                  else worker_idle(float(value), Path(work)))
         print(json.dumps(result))
         return
 
@@ -301,6 +302,7 @@ def main() -> None:
     for place, path in places.items():
         log(f"ensemble on {place} ...")
         rows[f"ensemble_{place}"] = median_of(repeat, ensemble_rate, n, path)
+        rows[f"ensemble_combined_{place}"] = median_of(repeat, ensemble_rate, n, path, "combined")
 
     themis_python, why = (None, "--no-themis given") if args.no_themis else ensure_themis(args.themis_venv,
                                                                                             not args.no_themis_install)
@@ -316,6 +318,9 @@ def main() -> None:
                 notes.append(f"Themis on {place} failed: {exc}")
                 log(notes[-1])
 
+    # Installed packages carry compiled bytecode; a source checkout run with
+    # PYTHONDONTWRITEBYTECODE=1 would otherwise compile every module at every start.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(ensemble.__file__).parent)], check=True)
     log("one run through the CLI ...")
     one = one_run_cli(disk, args.one_run_reps)
     idle = None
@@ -360,6 +365,8 @@ LABELS = {
     "xargs_sh_files_shm": "xargs -P{p} sh: mkdir + 2 log files, /dev/shm",
     "ensemble_disk": "ensemble execute_local, disk",
     "ensemble_shm": "ensemble execute_local, /dev/shm",
+    "ensemble_combined_disk": "ensemble, one .log per attempt, disk",
+    "ensemble_combined_shm": "ensemble, one .log per attempt, /dev/shm",
     "themis_disk": "Themis 1.2.0 execute_local, disk",
     "themis_shm": "Themis 1.2.0 execute_local, /dev/shm",
 }
@@ -374,7 +381,7 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"disk: {m['dirs']['disk']}   shm: {m['dirs']['shm']}")
     print(f"load average before {m['load_before'][0]:.2f}, after {m['load_after'][0]:.2f}")
     print()
-    print(f"{'':50} {'runs/s':>8} {'min':>8} {'max':>8} {'us/run':>8} {'create s':>9} {'mgr CPU s':>9}")
+    print(f"{'':50} {'runs/s':>8} {'min':>8} {'max':>8} {'us/run':>8} {'create s':>9} {'CPU s':>9}")
     for key, label in LABELS.items():
         row = r["throughput"].get(key)
         if row is None:
