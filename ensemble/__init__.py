@@ -1,5 +1,14 @@
 """ensemble: run many simulations (one application, many inputs) on HPC allocations."""
-from ensemble.errors import EnsembleBusy, EnsembleError, EnsembleExists, HookError, SpecError, SpecTypeError, TemplateError
+from ensemble.errors import (
+    EnsembleBusy,
+    EnsembleError,
+    EnsembleExists,
+    HookError,
+    ManagerFailed,
+    SpecError,
+    SpecTypeError,
+    TemplateError,
+)
 from ensemble.manager import DEFAULT_SETUP_DIR, Ensemble
 from ensemble.spec import CompositeRun, Run, Step
 from ensemble.status import RUN_ABORTED, RUN_FAILURE, RUN_KILLED, RUN_QUEUED, RUN_SUCCESS, RunStatus
@@ -19,6 +28,7 @@ __all__ = [
     "EnsembleError",
     "EnsembleExists",
     "HookError",
+    "ManagerFailed",
     "Run",
     "RunStatus",
     "SpecError",

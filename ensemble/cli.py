@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ensemble.errors import EnsembleError
+from ensemble.errors import EnsembleError, ManagerFailed
 from ensemble.manager import DEFAULT_SETUP_DIR, Ensemble
 from ensemble.spec import Run, check_text
 from ensemble.status import RunStatus
@@ -200,21 +200,27 @@ def cmd_rundirs(args: argparse.Namespace) -> None:
             print(f"{run_id}\t{run_dir}")
 
 
-def cmd_execute(args: argparse.Namespace) -> None:
+def cmd_execute(args: argparse.Namespace) -> int:
+    """Start a manager; with --block the exit status is the manager's (0, 2, 74, 75)."""
     from ensemble import execution
 
     ensemble = _open(args)
     # --block runs the manager in this process (no second interpreter to start).
-    pid = execution.execute_local(ensemble.setup_dir, ensemble.store, blocking=args.block, in_process=args.block,
-                                  timeout=args.timeout, parallelism=args.parallelism,
-                                  allow_multiple=args.allow_multiple, max_concurrency=args.max_concurrency,
-                                  cores=args.cores, gpus=args.gpus, kill_grace=args.kill_grace,
-                                  log_layout=args.logs)
+    try:
+        pid = execution.execute_local(ensemble.setup_dir, ensemble.store, blocking=args.block,
+                                      in_process=args.block, timeout=args.timeout, parallelism=args.parallelism,
+                                      allow_multiple=args.allow_multiple, max_concurrency=args.max_concurrency,
+                                      cores=args.cores, gpus=args.gpus, kill_grace=args.kill_grace,
+                                      log_layout=args.logs)
+    except ManagerFailed as exc:
+        print(f"ensemble: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     if args.block:
         counts = ensemble.status_counts()
         print(" ".join(f"{k}={v}" for k, v in counts.items()))
     else:
         print(f"manager pid {pid} started; log: {ensemble.setup_dir / 'logs' / 'manager.log'}")
+    return 0
 
 
 def cmd_attempts(args: argparse.Namespace) -> None:
@@ -372,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args) or 0
         sys.stdout.flush()
     except BrokenPipeError:
         return _stdout_closed()
@@ -389,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ensemble: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code
 
 
 if __name__ == "__main__":

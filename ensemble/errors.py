@@ -28,3 +28,11 @@ class EnsembleExists(EnsembleError, ValueError):
 
 class EnsembleBusy(EnsembleError):
     """Another live manager holds the ensemble's lease."""
+
+
+class ManagerFailed(EnsembleError):
+    """A manager process ended with a failure status (``exit_code``: 2, 74, 75, ...)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ensemble.engine import EXIT_DISK_FULL, EXIT_LEASE_LOST, Engine, EngineOptions
-from ensemble.errors import EnsembleBusy, EnsembleError, SpecError, SpecTypeError
+from ensemble.errors import EnsembleBusy, EnsembleError, ManagerFailed, SpecError, SpecTypeError
 from ensemble.launchers import get_launcher
 from ensemble.lease import live_leases
 from ensemble.providers import LocalProvider
@@ -84,12 +84,12 @@ def execute_local(setup_dir: Path, store: Store, blocking: bool, in_process: boo
         return _spawn_detached(setup_dir, spec, store)[0].pid
     if code > 128:
         signal.raise_signal(code - 128)
-    if code == 2:
+    if code == 2 and not in_process:
         tail = (setup_dir / "logs" / "manager.out").read_text(errors="replace").strip().splitlines()[-1:]
-        raise EnsembleError(tail[0].removeprefix("ensemble: error: ") if tail else EXIT_MESSAGES[2])
+        raise ManagerFailed(tail[0].removeprefix("ensemble: error: ") if tail else EXIT_MESSAGES[2], code)
     if code:
         why = EXIT_MESSAGES.get(code, "an internal error")
-        raise EnsembleError(f"manager exited with {code}: {why} (see {setup_dir}/logs/manager.log and manager.out)")
+        raise ManagerFailed(f"manager exited with {code}: {why} (see {setup_dir}/logs/manager.log)", code)
     return None
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from engine_helpers import engine_dir
+from fault_helpers import fault_dir
 
 from ensemble.store import DB_NAME
 
@@ -26,6 +27,13 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def edir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A working directory for engine tests; managers and processes a test started are killed after it."""
     yield from engine_dir(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def fdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A working directory for fault tests; managers (of any host name) and what they started are
+    killed after it."""
+    yield from fault_dir(tmp_path, monkeypatch)
 
 
 def write_script(path: str | os.PathLike, text: str, mode: int = 0o755) -> Path:

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,7 +37,6 @@ from engine_helpers import (
 )
 from fault_helpers import (
     db_lock,
-    fault_dir,
     freeze_outside_transaction,
     in_sleep_syscall,
     manager_log,
@@ -53,12 +51,6 @@ from ensemble import Ensemble, EnsembleError, Step, control
 from ensemble.execution import _spawn_detached
 from ensemble.lease import live_leases
 from ensemble.status import RunStatus
-
-
-@pytest.fixture
-def fdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A working directory; managers and processes the test started are killed afterwards."""
-    yield from fault_dir(tmp_path, monkeypatch)
 
 SUCCESS, FAILURE, QUEUED = RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.QUEUED
 

@@ -9,16 +9,17 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from engine_helpers import (
+    SETUP,
     create,
     execute,
     long_sleep,
     open_attempts,
     proc_state,
+    py,
     run,
     run_row,
     sh,
@@ -30,7 +31,6 @@ from engine_helpers import (
 from fault_helpers import (
     DbLock,
     db_lock,
-    fault_dir,
     freeze_outside_transaction,
     has_open,
     in_sleep_syscall,
@@ -40,14 +40,8 @@ from fault_helpers import (
     thaw,
 )
 
-from ensemble import EnsembleBusy
+from ensemble import EnsembleBusy, ManagerFailed, cli
 from ensemble.status import RunStatus
-
-
-@pytest.fixture
-def fdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A working directory; managers and processes the test started are killed afterwards."""
-    yield from fault_dir(tmp_path, monkeypatch)
 
 SUCCESS = RunStatus.SUCCESS
 
@@ -201,3 +195,20 @@ def test_repeated_sigterm_until_exit_gives_143(fdir):  # defect 12
     assert not (ens.setup_dir / "manager.pid").exists()
     assert statuses(ens) == {i: RunStatus.QUEUED for i in range(1, 4)}
     assert proc_state(a.pid) is None
+
+
+
+def test_a_lost_lease_stops_a_blocking_manager_and_the_cli_reports_75(fdir):  # defect 1
+    db = Path(SETUP).resolve() / "ensemble.db"
+    # The step deletes its own manager's lease, as a takeover by another manager would.
+    steal = py(f"import sqlite3; sqlite3.connect({str(db)!r}, isolation_level=None).execute('DELETE FROM leases')")
+    ens = create([run(1, steal), run(2, sh("true"))])
+    with pytest.raises(ManagerFailed) as failed:
+        ens.execute_local(blocking=True, cores=1, timeout=0.5)
+    assert failed.value.exit_code == 75
+    assert "lease lost" in manager_log(ens)
+    assert not ens.attempts(2), "a fenced-off manager starts nothing more"
+    assert [a["outcome"] for a in ens.attempts(1)] == [None], "its end was never written"
+    code = cli.main(["--setup-dir", str(ens.setup_dir), "execute", "--block", "--cores", "1", "--timeout", "0.5"])
+    assert code == 75, "the CLI's exit status is the manager's"
+    assert [a["outcome"] for a in ens.attempts(1)] == ["interrupted", None], "the next manager closed the first"

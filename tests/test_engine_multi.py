@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from engine_helpers import (
     attempts_by_run,
     create,
@@ -21,15 +18,9 @@ from engine_helpers import (
     wait_file,
     wait_for,
 )
-from fault_helpers import fault_dir, lines, wait_gone
+from fault_helpers import lines, wait_gone
 
 from ensemble.status import RunStatus
-
-
-@pytest.fixture
-def fdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A working directory; managers and processes the test started are killed afterwards."""
-    yield from fault_dir(tmp_path, monkeypatch)
 
 
 def test_survivor_reclaims_the_runs_of_a_dead_peer_before_draining(fdir):  # defect 9

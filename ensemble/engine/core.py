@@ -19,7 +19,7 @@ from ensemble.engine.lifecycle import Lifecycle
 from ensemble.engine.prefetch import Prefetcher
 from ensemble.engine.reactor import Source
 from ensemble.engine.recorder import DiskFull, PendingStart, is_disk_full
-from ensemble.engine.runstate import Outcome, Phase, RunState
+from ensemble.engine.runstate import EngineState, Outcome, Phase, RunState
 from ensemble.executors import Launch
 from ensemble.hooks import run_env
 from ensemble.resources import Placement
@@ -39,15 +39,15 @@ class Engine(Exits, Lifecycle):
     # -- the loop ---------------------------------------------------------------------------------
     def loop(self) -> None:
         while True:
-            if self.stop_reason is None:
+            if self.state.launching:
                 self._launch()
             if not self.recorder.batch.only_pids():
                 self._flush()
             elif self.recorder.batch and self.pids_due is None:
                 self.pids_due = time.monotonic() + PID_FLUSH_DELAY
             self.run_deferred()
-            if not self.draining and not self.inflight:
-                if self.stop_reason is not None:
+            if self.state is not EngineState.DRAINING and not self.inflight:
+                if not self.state.launching:
                     return
                 if self._queue_empty():
                     if not self.begin_drain():
@@ -57,7 +57,7 @@ class Engine(Exits, Lifecycle):
 
     def _turn(self) -> None:
         wake = self.next_poll if self.pids_due is None else min(self.next_poll, self.pids_due)
-        if self.deadline is not None and not self.interrupting:
+        if self.deadline is not None and self.state is not EngineState.INTERRUPTING:
             wake = min(wake, self.deadline)
         events = self.reactor.wait(wake)
         for source, run, fd in events:
@@ -65,7 +65,7 @@ class Engine(Exits, Lifecycle):
                 self._on_exit(run)
             elif source is Source.HOOK:
                 self.hooks.on_readable(fd)
-            elif self.reactor.signal_received and not self.interrupting:
+            elif self.reactor.signal_received and self.state is not EngineState.INTERRUPTING:
                 self.interrupt("signal")
         self.reactor.fire_timers()
         now = time.monotonic()
@@ -74,7 +74,7 @@ class Engine(Exits, Lifecycle):
         if now >= self.next_poll or (events and self.inbox_watch.changed()):
             self.poll_inbox()
         self.run_deferred()
-        if self.deadline is not None and now >= self.deadline and not self.interrupting:
+        if self.deadline is not None and now >= self.deadline and self.state is not EngineState.INTERRUPTING:
             self.interrupt("timeout")
 
     def _flush(self) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ensemble.engine.hookdriver import HookDriver
 from ensemble.engine.reactor import Source
-from ensemble.engine.runstate import KillReason, Phase, RunState
+from ensemble.engine.runstate import EngineState, KillReason, Phase, RunState
 from ensemble.errors import EnsembleError
 from ensemble.hookworker import HookPool
 from ensemble.lease import HEARTBEAT_SECONDS
@@ -60,7 +60,7 @@ class Drain:
             for source, _, fd in self.reactor.wait(time.monotonic() + HEARTBEAT_SECONDS):
                 if source is Source.HOOK:
                     self.hooks.on_readable(fd)
-                elif self.reactor.signal_received and not self.interrupting:
+                elif self.reactor.signal_received and self.state is not EngineState.INTERRUPTING:
                     self.interrupt("signal")
             self.reactor.fire_timers()
         self.ensemble_hook_done(hook, replies[0])
@@ -75,7 +75,7 @@ class Drain:
             else:
                 self.recorder.batch.event(None, hook, None)
             return
-        if self.interrupting:
+        if self.state is EngineState.INTERRUPTING:
             log.info("%s interrupted", hook)
             return
         log.error("%s failed: %s\n%s", hook, reply["error"], reply.get("traceback", ""))
@@ -86,8 +86,8 @@ class Drain:
     def run_hook_done(self, run: RunState, reply: dict[str, Any]) -> None:
         """A prep_run or post_run call ended: start the step, complete the run, or give it back."""
         ok, phase = reply["ok"], run.phase
-        give_back = (run.kill_reason is KillReason.DEQUEUED or (self.interrupting and not ok)
-                     or (phase is Phase.PREP and self.stop_reason is not None))
+        give_back = (run.kill_reason is KillReason.DEQUEUED or (self.state is EngineState.INTERRUPTING and not ok)
+                     or (phase is Phase.PREP and not self.state.launching))
         if phase is Phase.PREP and (give_back or not ok):
             self.pool.release(run.placement)
             run.placement = None
@@ -127,7 +127,7 @@ class Drain:
         if self.post_ensemble_done or self.store.count_queued():
             return False
         if "post_ensemble" in self.hook_names:
-            self.draining = True
+            self.state = EngineState.DRAINING
             self.hooks.submit("post_ensemble", str(self.setup_dir / "logs" / "post_ensemble.log"),
                               self._post_ensemble_done)
             return True
@@ -135,7 +135,7 @@ class Drain:
 
     def _post_ensemble_done(self, reply: dict[str, Any]) -> None:
         self.ensemble_hook_done("post_ensemble", reply)
-        self.draining = False
+        self.state = EngineState.RUNNING if self.state is EngineState.DRAINING else self.state
         self.post_ensemble_done = True
         self.recorder.flush()
         self._ingest()

@@ -78,7 +78,7 @@ class Exits:
     def requeue(self, run: RunState) -> None:
         """A claimed run's next attempt: start it at once if it fits, else it waits first in line."""
         run.timers.clear()
-        if self.stop_reason is not None:
+        if not self.state.launching:
             self.release_claim(run)
             return
         run.phase = Phase.WAITING

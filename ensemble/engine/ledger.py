@@ -55,7 +55,7 @@ class Ledger:
 
     def check_failed_limit(self) -> None:
         limit = self.config.max_failed_runs
-        if limit is not None and self.failed > limit and self.stop_reason is None:
+        if limit is not None and self.failed > limit and self.state.launching:
             self.stop(f"max_failed_runs exceeded: {self.failed} failed runs > {limit}")
 
     def release_claim(self, run: RunState) -> None:

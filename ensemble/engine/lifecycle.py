@@ -23,7 +23,7 @@ from ensemble.engine.prefetch import UNDECIDED, Prefetcher
 from ensemble.engine.reactor import Reactor
 from ensemble.engine.recorder import DiskFull, LeaseLost, Recorder
 from ensemble.engine.runqueue import RunQueue
-from ensemble.engine.runstate import Outcome, RunState
+from ensemble.engine.runstate import EngineState, Outcome, RunState
 from ensemble.engine.steering import Steering
 from ensemble.executors import Executor, LocalExecutor
 from ensemble.hooks import ENV_MANAGER
@@ -59,7 +59,8 @@ class Lifecycle(Steering, Ledger, Drain):
         self.deferred: list[Callable[[], object]] = []
         self.inflight = self.failed = self.generation = 0
         self.stop_reason: str | None = None
-        self.interrupting = self.draining = self.post_ensemble_done = False
+        self.state = EngineState.RUNNING
+        self.post_ensemble_done = False
         self.hooks = None
         self.hook_names: frozenset[str] = frozenset()
         self.deadline = None if options.timeout is None else time.monotonic() + options.timeout * 60
@@ -86,7 +87,7 @@ class Lifecycle(Steering, Ledger, Drain):
         try:
             self._start()
             self.loop()
-            if self.stop_reason is None:
+            if self.state.launching:
                 self.finish()
         except (LeaseLost, DiskFull) as exc:
             error = exc

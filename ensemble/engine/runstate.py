@@ -20,6 +20,19 @@ BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 30.0
 
 
+class EngineState(Enum):
+    """Where the manager as a whole is."""
+
+    RUNNING = "running"          # launching what fits
+    DRAINING = "draining"        # the queue is empty and post_ensemble runs (it may add runs)
+    STOPPING = "stopping"        # launches nothing new; runs in flight finish
+    INTERRUPTING = "interrupting"  # launches nothing; running steps are being killed
+
+    @property
+    def launching(self) -> bool:
+        return self in (EngineState.RUNNING, EngineState.DRAINING)
+
+
 class Phase(Enum):
     """Where a run this manager holds is."""
 

@@ -6,7 +6,7 @@ import logging
 import time
 
 from ensemble import control
-from ensemble.engine.runstate import KillReason, Phase, RunState
+from ensemble.engine.runstate import EngineState, KillReason, Phase, RunState
 from ensemble.lease import HEARTBEAT_SECONDS, HOST, is_alive
 from ensemble.procs import kill_tagged
 from ensemble.status import RunStatus
@@ -31,7 +31,7 @@ class Steering:
         if generation != self.generation or applied.changed:
             self.generation = generation
             self.reconcile()
-            if applied.stop and self.stop_reason is None:
+            if applied.stop and self.state.launching:
                 self.stop("stop requested")
         if time.monotonic() >= self.next_heartbeat:
             self.next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
@@ -90,6 +90,7 @@ class Steering:
         """Launch nothing new; runs in flight finish normally."""
         log.info("stopping: %s", reason)
         self.stop_reason = reason
+        self.state = EngineState.STOPPING
         self.recorder.batch.event(None, "stopping", {"reason": reason})
         for run in [r for r in self.runs.values() if r.phase is Phase.WAITING]:
             self._unqueue(run)
@@ -100,7 +101,7 @@ class Steering:
     def interrupt(self, reason: str) -> None:
         """Stop and kill every running step; their attempts are recorded as interrupted."""
         self.stop(reason)
-        self.interrupting = True
+        self.state = EngineState.INTERRUPTING
         for run in list(self.runs.values()):
             if run.phase is Phase.STEP:
                 self.kill(run, KillReason.INTERRUPTED)
