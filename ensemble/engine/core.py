@@ -173,8 +173,7 @@ class Engine(Exits, Lifecycle):
                 prefix = " ".join(self.launcher.prefix(step, placement))
                 argv[0] = self.preparer.render_script(argv[0], cwd, run.id, run.run_dir, run.sample, prefix)
             command = self.launcher.command(step, placement, argv, step.batch_script)
-            env = {**self.base_env, **self.launcher.env(step, placement),
-                   **run_env(str(self.setup_dir), run.id, run.run_dir, run.sample),
+            env = {**self.launcher.env(step, placement), **run_env(self.setup_str, run.id, run.run_dir, run.sample),
                    "ENSEMBLE_STEP": str(run.step), "ENSEMBLE_ATTEMPT": str(run.attempts)}
         except Exception as exc:  # noqa: BLE001 - a launch error of any kind fails this run only
             self._raise_if_full(exc)

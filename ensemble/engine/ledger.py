@@ -31,8 +31,8 @@ class Ledger:
         for run in runs:
             self.runs[run.id] = run
         self.queue.add_loaded(runs)
-        if runs and self.prefetch is UNDECIDED:
-            self.prefetch = decide_prefetch(Path(runs[0].run_dir).parent)
+        if self.prefetch is UNDECIDED and runs:
+            self.prefetch = decide_prefetch(Path(runs[0].run_dir).parent, len(runs))
 
     def load_runs(self, ids: list[int]) -> list[RunState]:
         """Fresh in-memory states of runs from the database (with their attempt counts)."""

@@ -127,6 +127,8 @@ class Lifecycle(Steering, Ledger, Drain):
 
     def _start(self) -> None:
         self.base_env[ENV_MANAGER] = self.lease.manager
+        self.executor.set_base_env(self.base_env)
+        self.setup_str = str(self.setup_dir)
         self.inbox_watch = control.InboxWatch(self.setup_dir)
         applied = self._ingest()
         self.generation = self.store.generation()

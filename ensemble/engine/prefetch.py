@@ -16,12 +16,16 @@ import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from ensemble.executors.local import open_log
 
 #: A file system is "slow" when one mkdir+rmdir pair takes longer than this on average.
 SLOW_METADATA_SECONDS = 200e-6
 PROBES = 8
+#: The probe runs once this many runs wait at once (prefetch is for throughput; a small ensemble
+#: would pay for the probe and gain nothing).
+PREFETCH_MIN_RUNS = 64
 THREADS = 4
 #: Prefetch only where overlapping metadata operations makes them this much faster (a file
 #: system whose creations are kernel CPU, or that serialises them, gains nothing).
@@ -71,13 +75,16 @@ def _make(run_dir: str, stdout: str, stderr: str) -> Logs:
 UNDECIDED = object()
 
 
-def decide_prefetch(directory: Path) -> "Prefetcher | None":
-    """A prefetcher if the file system holding ``directory`` is slow (or ``ENSEMBLE_PREFETCH=1``;
-    ``ENSEMBLE_PREFETCH=0`` switches it off)."""
+def decide_prefetch(directory: Path, waiting: int) -> Any:
+    """A prefetcher if the file system holding ``directory`` is slow and overlapping helps (or
+    ``ENSEMBLE_PREFETCH=1``; ``0`` switches it off); None if not; :data:`UNDECIDED` while
+    fewer than :data:`PREFETCH_MIN_RUNS` runs wait."""
     forced = os.environ.get("ENSEMBLE_PREFETCH")
     if forced in ("0", "1"):
         log.info("prefetch forced %s by ENSEMBLE_PREFETCH", "on" if forced == "1" else "off")
         return Prefetcher() if forced == "1" else None
+    if waiting < PREFETCH_MIN_RUNS:
+        return UNDECIDED
     try:
         serial = metadata_cost(directory)
         overlapped = metadata_cost(directory, THREADS) if serial > SLOW_METADATA_SECONDS else serial

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ class Launch:
     placement: Placement
     argv: list[str]
     cwd: str
+    #: Variables of this attempt, on top of the manager's base environment (:meth:`Executor.set_base_env`).
     env: dict[str, str]
     stdout: str
     stderr: str
@@ -43,6 +45,11 @@ class Executor(ABC):
     """
 
     name = "base"
+    base_env: Mapping[str, str] = {}
+
+    def set_base_env(self, env: Mapping[str, str]) -> None:
+        """The environment every attempt starts from (the manager's, scrubbed by the launcher)."""
+        self.base_env = dict(env)
 
     @abstractmethod
     def start(self, launch: Launch) -> Handle:

@@ -84,15 +84,23 @@ class LocalExecutor(Executor):
     doomed: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        self.encoded: dict[bytes, bytes] = {}
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.closed_fds = close_inherited_fds()
         self.subreaper = become_subreaper()
+
+    def set_base_env(self, env: Mapping[str, str]) -> None:
+        """Encode the base environment once: spawning then encodes only each attempt's own variables."""
+        super().set_base_env(env)
+        self.encoded = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
 
     def describe(self) -> dict[str, object]:
         return {"executor": self.name, "subreaper": self.subreaper, "fds_made_cloexec": self.closed_fds}
 
     def start(self, launch: Launch) -> LocalHandle:
-        env = {**launch.env, ENV_LAUNCH: launch.tag}
+        env = self.encoded.copy()
+        env.update((os.fsencode(k), os.fsencode(v)) for k, v in launch.env.items())
+        env[ENV_LAUNCH.encode()] = launch.tag.encode()
         out, err = launch.logs if launch.logs is not None else (open_log(launch.stdout), None)
         try:
             if err is None:
@@ -107,7 +115,8 @@ class LocalExecutor(Executor):
         self.live[popen.pid] = handle
         return handle
 
-    def _popen(self, argv: Sequence[str], cwd: str, env: Mapping[str, str], out: int, err: int) -> subprocess.Popen:
+    def _popen(self, argv: Sequence[str], cwd: str, env: Mapping[bytes, bytes], out: int,
+               err: int) -> subprocess.Popen:
         """Popen, retrying ETXTBSY: a script just written may still be open for writing in a child
         that another thread forked and that has not reached exec yet."""
         start = functools.partial(subprocess.Popen, argv, cwd=cwd, env=env, stdin=self.devnull, stdout=out,
