@@ -23,7 +23,6 @@ import os
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,6 +30,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ensemble.store import filesystem_type
 
 CREATE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
 THREADS = (1, 2, 4)
@@ -202,11 +203,7 @@ def measure_once(cls: type[Op], base: Path, threads: int, count: int) -> float:
 
 
 def fs_type(path: Path) -> str:
-    try:
-        out = subprocess.run(["df", "-T", str(path)], capture_output=True, text=True, check=True).stdout
-        return out.splitlines()[1].split()[1]
-    except (OSError, subprocess.CalledProcessError, IndexError):
-        return "?"
+    return filesystem_type(Path(path)) or "?"
 
 
 def measure_dir(base: Path, ops: int, sync_ops: int, repeat: int, log: Callable[[str], None]) -> list[dict[str, Any]]:

@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ensemble.store import filesystem_type
+
 THEMIS_VERSION = "1.2.0"
 THEMIS_PACKAGE = f"llnl-themis=={THEMIS_VERSION}"
 DEFAULT_VENV = Path.home() / ".cache" / "ensemble-bench" / "themis-venv"
@@ -86,11 +88,7 @@ def ensemble_command() -> list[str]:
 
 
 def fs_type(path: Path) -> str:
-    try:
-        out = subprocess.run(["df", "-T", str(path)], capture_output=True, text=True, check=True).stdout
-        return out.splitlines()[1].split()[1]
-    except (OSError, subprocess.CalledProcessError, IndexError):
-        return "?"
+    return filesystem_type(Path(path)) or "?"
 
 
 # -- worker mode: one measurement in a fresh interpreter ------------------------------------------
