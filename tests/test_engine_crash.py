@@ -145,13 +145,8 @@ def test_execution_time_limit_interrupts_and_resume_completes(edir):
     assert sum(a["outcome"] == "success" for a in ens.attempts()) == 3
 
 
-def test_time_limit_interrupts_a_hanging_hook_and_resume_finishes_it(edir):
-    # At its time limit the manager kills a post_run hook still in flight (it never waits for it),
-    # gives the run back to the queue with its steps done, and a later execution runs post_run again.
-    # The interrupt is triggered once the hook is known to be in flight (its gate file exists),
-    # not by a 0.3 s time limit that could expire before the step finished.  A time limit cannot be
-    # made to expire at a chosen moment, so the trigger is SIGTERM, which takes the same interrupt
-    # path (launch nothing, kill busy hook workers, give their runs back).
+def hanging_post_run(edir: Path) -> Path:
+    """An interface whose post_run marks that it started, then waits for the returned gate."""
     gate = edir / "release"
     (edir / "iface.py").write_text(
         "import os, time\n"
@@ -161,12 +156,11 @@ def test_time_limit_interrupts_a_hanging_hook_and_resume_finishes_it(edir):
         "    while not os.path.exists(GATE):\n"
         "        time.sleep(0.05)\n"
         "    return 'finished'\n")
-    ens = create([run(1, sh("true"))], app_interface="iface.py")
-    pid = start_detached(ens, cores=1)
-    wait_for(lambda: Path(run_row(ens, 1)["run_dir"], "post_run_started").exists(), "post_run to start")
-    os.kill(pid, signal.SIGTERM)
-    wait_manager_exit(ens, pid)
-    assert [e["detail"]["reason"] for e in events(ens, "stopping")] == ["signal"]
+    return gate
+
+
+def assert_post_run_resumes(ens, gate: Path) -> None:
+    """The interrupted run went back with its steps done; a later execution runs post_run once more."""
     row = run_row(ens, 1)
     assert row["status"] is RunStatus.QUEUED and row["step"] == 1 and row["claimed_by"] is None
     gate.touch()
@@ -174,6 +168,32 @@ def test_time_limit_interrupts_a_hanging_hook_and_resume_finishes_it(edir):
     row = run_row(ens, 1)
     assert row["status"] is RunStatus.SUCCESS and row["result"] == "finished"
     assert [a["outcome"] for a in ens.attempts(1)] == ["success"]
+
+
+def test_sigterm_interrupts_a_hanging_hook_and_resume_finishes_it(edir):
+    # An interrupt kills a post_run hook still in flight (the manager never waits for it), gives
+    # the run back to the queue with its steps done, and a later execution runs post_run again.
+    # SIGTERM is sent once the hook is known to be in flight (its marker file exists).
+    gate = hanging_post_run(edir)
+    ens = create([run(1, sh("true"))], app_interface="iface.py")
+    pid = start_detached(ens, cores=1)
+    wait_for(lambda: Path(run_row(ens, 1)["run_dir"], "post_run_started").exists(), "post_run to start")
+    os.kill(pid, signal.SIGTERM)
+    wait_manager_exit(ens, pid)
+    assert [e["detail"]["reason"] for e in events(ens, "stopping")] == ["signal"]
+    assert_post_run_resumes(ens, gate)
+
+
+def test_time_limit_interrupts_a_hanging_hook_and_resume_finishes_it(edir):
+    # The hook waits for a gate that opens only after the manager exited, so the time limit
+    # necessarily expires while it is in flight; 3 s only bounds how long a `true` step and the
+    # hook's start may take.
+    gate = hanging_post_run(edir)
+    ens = create([run(1, sh("true"))], app_interface="iface.py")
+    execute(ens, cores=1, timeout=0.05)
+    assert Path(run_row(ens, 1)["run_dir"], "post_run_started").exists()
+    assert [e["detail"]["reason"] for e in events(ens, "stopping")] == ["timeout"]
+    assert_post_run_resumes(ens, gate)
 
 
 def test_ctrl_c_of_a_blocking_execution(edir):
