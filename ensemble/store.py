@@ -415,9 +415,6 @@ class Store:
             (run_id, step, attempt, manager, host, start, json.dumps(command),
              None if placement is None else json.dumps(placement))).lastrowid
 
-    def claimed_by(self, manager: str) -> list[int]:
-        return [r[0] for r in self.conn.execute("SELECT id FROM runs WHERE claimed_by=?", (manager,))]
-
     def recover_orphans(self, now: float) -> tuple[int, int]:
         """Close attempts and free runs of managers that hold no lease; return (attempts, runs)."""
         attempts = self.conn.execute(

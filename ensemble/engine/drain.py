@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ensemble.engine.hookdriver import HookDriver
+from ensemble.engine.hookdriver import NO_WORKER, HookDriver
 from ensemble.engine.reactor import Source
 from ensemble.engine.runstate import EngineState, KillReason, Phase, RunState
 from ensemble.errors import EnsembleError
@@ -94,11 +94,9 @@ class Drain:
         if give_back:
             self.release_claim(run)
         elif not ok:
-            detail = reply.get("traceback") or ""
-            self.complete(run, RunStatus.FAILURE, f"{phase.value} failed: {reply['error']}"
-                          + (f" ({detail.strip().splitlines()[-1]})" if detail and detail != reply["error"] else ""))
-            if "traceback" in reply and not reply.get("logged"):
-                self._append_hook_log(run, phase, reply)
+            if reply["error"].startswith(NO_WORKER):
+                self._append_hook_log(run, phase, reply["error"])
+            self.complete(run, RunStatus.FAILURE, f"{phase.value} failed: {reply['error']}")
         elif phase is Phase.PREP:
             run.phase = Phase.WAITING
             self.to_start.append((run, run.placement))
@@ -107,13 +105,11 @@ class Drain:
             self.complete(run, RunStatus.SUCCESS, None, None if value is None else to_json(value, "post_run"))
 
     @staticmethod
-    def _append_hook_log(run: RunState, phase: Phase, reply: dict[str, Any]) -> None:
-        """A reply the worker never wrote (no worker could start): put its error in the run's hook log."""
-        if not reply["error"].startswith("no hook worker could start"):
-            return
+    def _append_hook_log(run: RunState, phase: Phase, error: str) -> None:
+        """No worker wrote this failure (none could start): put its traceback in the run's hook log."""
         try:
             with open(f"{run.run_dir}/ensemble.{phase.value}.log", "a", encoding="utf-8") as out:
-                out.write(reply["traceback"] + "\n")
+                out.write(error + "\n")
         except OSError as exc:
             log.error("run %d: could not write its %s log: %s", run.id, phase.value, exc)
 

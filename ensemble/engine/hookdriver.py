@@ -15,6 +15,8 @@ from typing import Any
 from ensemble.engine.reactor import Reactor, Source, Timer
 from ensemble.hookworker import HookPool
 
+#: The start of the error of a request that failed because no hook worker could start.
+NO_WORKER = "no hook worker could start"
 RESPAWN_FIRST = 0.05
 RESPAWN_MAX = 30.0
 log = logging.getLogger("ensemble.engine")
@@ -32,7 +34,6 @@ class HookDriver:
         self.dead: set[int] = set()
         self.failures = 0
         self.respawn_timer: Timer | None = None
-        self.last_error: str | None = None
 
     def start(self) -> frozenset[str]:
         self.names = self.pool.start()
@@ -75,10 +76,9 @@ class HookDriver:
                 worker = self.pool.replace(index)
             except RuntimeError as exc:
                 self.failures += 1
-                self.last_error = str(exc)
                 log.error("hook worker could not be restarted (attempt %d): %s", self.failures, exc)
                 if not self.pool.alive:
-                    for reply in self.pool.fail_backlog(f"no hook worker could start: {exc}"):
+                    for reply in self.pool.fail_backlog(f"{NO_WORKER}: {exc}"):
                         self._deliver(reply)
                 if self.callbacks:
                     self._schedule_respawn()
