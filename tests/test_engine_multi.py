@@ -63,3 +63,11 @@ def test_a_second_manager_does_a_substantial_share(fdir):  # defect 9
     # clock: B starts while A has, at most, a few of its 200 runs done.
     assert all(count > runs * 0.2 for count in per_manager.values()), per_manager
     assert sum(per_manager.values()) == runs
+
+
+def test_max_concurrency_with_several_managers_does_not_stall(fdir):
+    # Claimed-ahead runs have not started: they must not count against max_concurrency.
+    ens = create([run(i, sh("true")) for i in range(1, 6)])
+    ens.execute_local(blocking=True, cores=2, max_concurrency=1, allow_multiple=True, timeout=0.5)
+    assert set(statuses(ens).values()) == {RunStatus.SUCCESS}
+    assert not [e for e in ens.events() if e["kind"] == "stopping"], "it drained, not stopped by its time limit"

@@ -92,9 +92,7 @@ class Engine(Exits, Lifecycle):
 
     def _launch(self) -> None:
         self.refill()
-        limit = self.options.max_concurrency
-        room = None if limit is None else max(0, limit - self.inflight)
-        for run, placement in self.queue.pick(room, self._never_fits):
+        for run, placement in self.queue.pick(self.room(), self._never_fits):
             if not run.claimed:
                 self.recorder.claim(run.id)
                 self.claimed(run)

@@ -19,7 +19,9 @@ class Ledger:
             return
         self.recorder.flush()
         if self.options.allow_multiple:
-            want = sum(len(c) for c in self.pool.free_cores.values()) - len(self.queue.waiting)
+            room = self.room()
+            free = sum(len(c) for c in self.pool.free_cores.values())
+            want = (free if room is None else min(free, room)) - len(self.queue.waiting)
             if want <= 0:
                 return
             runs = self.load_runs(self.recorder.claim_next(min(want, FETCH_BATCH), self.too_large))
@@ -40,6 +42,15 @@ class Ledger:
         return [RunState(row["id"], row["sample"], [Step.from_dict(s) for s in row["steps"]], row["run_dir"],
                          row["step"], row["restarts"], counts.get(row["id"], 0), prepared=row["step"] > 0)
                 for row in self.store.runs(ids)]
+
+    def room(self) -> int | None:
+        """How many more runs may start under ``max_concurrency`` (None: no limit).  Claimed runs
+        still waiting (several managers claim ahead) have not started."""
+        limit = self.options.max_concurrency
+        if limit is None:
+            return None
+        waiting_claimed = len(self.queue.waiting) if self.options.allow_multiple else 0
+        return max(0, limit - (self.inflight - waiting_claimed))
 
     def claimed(self, run: RunState) -> None:
         run.claimed = True
