@@ -263,6 +263,31 @@ def test_setsid_escapee_is_killed_before_its_step_ends(fdir):  # defect 10
     assert statuses(ens) == {1: SUCCESS, 2: SUCCESS}
 
 
+def zombie_children(pid: int) -> list[int]:
+    """Children of ``pid`` that are zombies."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(c) for c in children if proc_state(int(c)) == "Z"]
+
+
+def test_adopted_orphans_are_reaped_not_left_as_zombies(fdir):  # defect 10
+    # Runs 1-3 leave a background process in their group; the group is killed when the step
+    # ends and the dead processes, adopted by the manager (the subreaper), are reaped at the
+    # next step end: a long ensemble must not pile up zombies.
+    gate4, gate5 = fdir / "gate4", fdir / "gate5"
+    leave = f"( exec {long_sleep(token())} ) & echo started"
+    ens = create([run(i, sh(leave)) for i in (1, 2, 3)] + [run(4, sh(wait_file(gate4))), run(5, sh(wait_file(gate5)))])
+    pid = start_detached(ens, cores=2)
+    wait_for(lambda: all(statuses(ens)[i] is SUCCESS for i in (1, 2, 3)), "runs 1-3 to succeed")
+    gate4.touch()
+    wait_for(lambda: statuses(ens)[4] is SUCCESS, "run 4 to succeed")
+    assert zombie_children(pid) == [], "the step end reaped every dead adopted process"
+    gate5.touch()
+    wait_manager_exit(ens, pid)
+
+
 # -- defect 11: launch errors of any kind fail only their run -----------------------------------------------------
 def test_launch_errors_of_any_type_fail_only_their_run(fdir):  # defect 11
     (fdir / "a_file").write_text("not a directory\n")

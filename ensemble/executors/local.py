@@ -216,13 +216,14 @@ def _environ(pid: int) -> bytes:
 
 
 def _is_orphan_zombie(pid: int) -> bool:
-    """A dead adopted process that leads no group: never a Popen child (those lead their groups)."""
+    """A dead process adopted from a step: it leads no group (steps and hook workers lead theirs)
+    and lives in another session than this process (a caller's own children share ours)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return False
-    return len(fields) > 2 and fields[0] == "Z" and int(fields[2]) != pid
+    return len(fields) > 3 and fields[0] == "Z" and int(fields[2]) != pid and int(fields[3]) != os.getsid(0)
 
 
 def _reap_if_dead(pid: int, doomed: set[int]) -> None:
