@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import errno
 import json
 import math
 import os
@@ -22,15 +21,12 @@ from ensemble.errors import EnsembleError, ManagerFailed
 from ensemble.manager import DEFAULT_SETUP_DIR, Ensemble
 from ensemble.spec import Run, check_text
 from ensemble.status import RunStatus
+from ensemble.store import is_disk_full
 
 #: Exit status for user errors and a full file system.
 EXIT_USER_ERROR = 2
 #: Exit status when standard output is closed early: 128 + SIGPIPE, what a shell reports for ``cat | head``.
 EXIT_BROKEN_PIPE = 141
-FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-#: SQLite's names for a full file system: SQLITE_FULL when a write fails, SQLITE_IOERR_SHMSIZE
-#: when the WAL index (``ensemble.db-shm``) cannot grow, which even a read needs.
-FULL_SQLITE_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR_SHMSIZE")
 #: Commands that write into the setup directory (the database, logs, the inbox).
 SETUP_WRITERS = ("create", "add", "requeue", "dequeue", "execute")
 
@@ -332,14 +328,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def is_full(exc: BaseException) -> bool:
-    """Whether ``exc`` says a file system is full (or a quota is exhausted)."""
-    if isinstance(exc, OSError):
-        return exc.errno in FULL_ERRNOS
-    return isinstance(exc, sqlite3.OperationalError) and (
-        getattr(exc, "sqlite_errorname", None) in FULL_SQLITE_ERRORS or str(exc) == "database or disk is full")
-
-
 def _full_place(args: argparse.Namespace, exc: BaseException) -> str:
     """Where the command was writing when the file system filled up."""
     setup = os.path.abspath(args.setup_dir)
@@ -385,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EnsembleError, ValueError, TypeError) as exc:
         return _error(str(exc))
     except (OSError, sqlite3.OperationalError) as exc:
-        if is_full(exc):
+        if is_disk_full(exc):
             return _error(f"no space left on the file system holding {_full_place(args, exc)} "
                           f"({getattr(exc, 'strerror', None) or exc})")
         if isinstance(exc, sqlite3.Error):

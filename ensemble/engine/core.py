@@ -18,13 +18,14 @@ from ensemble.engine.exits import Exits
 from ensemble.engine.lifecycle import Lifecycle
 from ensemble.engine.prefetch import Prefetcher
 from ensemble.engine.reactor import Source
-from ensemble.engine.recorder import DiskFull, PendingStart, is_disk_full
+from ensemble.engine.recorder import DiskFull, PendingStart
 from ensemble.engine.runstate import EngineState, Outcome, Phase, RunState
 from ensemble.executors import Launch
 from ensemble.hooks import run_env
 from ensemble.resources import Placement
 from ensemble.rundir import step_cwd
 from ensemble.status import RunStatus
+from ensemble.store import is_disk_full
 
 #: Runs whose directories and log files are made ahead when the file system is slow.
 PREFETCH_DEPTH = 32

@@ -8,15 +8,11 @@ A full file system surfaces as :class:`DiskFull`, never as a traceback.
 """
 from __future__ import annotations
 
-import errno
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ensemble.lease import HOST
-from ensemble.store import Store, WriteBatch
-
-SQLITE_FULL = 13
+from ensemble.store import Store, WriteBatch, is_disk_full
 
 
 class LeaseLost(Exception):
@@ -25,12 +21,6 @@ class LeaseLost(Exception):
 
 class DiskFull(Exception):
     """The file system holding the setup or run directories is full."""
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, sqlite3.OperationalError):
-        return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "database or disk is full" in str(exc)
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass

@@ -1,0 +1,134 @@
+"""The store of one ensemble: opening, transactions, meta and events."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ensemble.store.execution import ExecutionQueries
+from ensemble.store.runs import RunQueries
+from ensemble.store.schema import BUSY_TIMEOUT_MS, DB_NAME, SCHEMA, SCHEMA_VERSION, journal_mode_for
+
+
+class Store(RunQueries, ExecutionQueries):
+    """Access to one ensemble database.
+
+    Open with :meth:`create` (new, empty schema) or :meth:`open`.  Read
+    methods run in autocommit mode; write methods must be called inside
+    :meth:`transaction`, which groups them into one ``BEGIN IMMEDIATE``.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
+        self.conn = conn
+        self.path = path
+        self.readonly = readonly
+        self._stepset_ids: dict[str, int] = {}
+
+    # -- opening ---------------------------------------------------------------
+    @classmethod
+    def _connect(cls, path: Path, readonly: bool) -> sqlite3.Connection:
+        uri = f"file:{path}?mode={'ro' if readonly else 'rw'}"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        return conn
+
+    @classmethod
+    def create(cls, directory: Path, meta: dict[str, Any]) -> "Store":
+        """Create a database with the current schema in ``directory``."""
+        path = directory / DB_NAME
+        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.execute(f"PRAGMA journal_mode={journal_mode_for(directory)}")
+        conn.executescript(SCHEMA)
+        store = cls(conn, path, readonly=False)
+        store._configure()
+        with store.transaction():
+            store.set_meta("schema_version", SCHEMA_VERSION)
+            for key, value in meta.items():
+                store.set_meta(key, value)
+        return store
+
+    @classmethod
+    def open(cls, directory: Path, readonly: bool = False) -> "Store":
+        """Open an existing database; raise FileNotFoundError if there is none."""
+        path = directory / DB_NAME
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        store = cls(cls._connect(path, readonly), path, readonly)
+        store._configure()
+        version = store.get_meta("schema_version")
+        if version != SCHEMA_VERSION:
+            raise RuntimeError(f"{path}: schema version {version}, this ensemble reads {SCHEMA_VERSION}")
+        return store
+
+    def _configure(self) -> None:
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=OFF")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction: ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rollback on error)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            # SQLite rolls back by itself on some errors (SQLITE_FULL): never mask the error.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @contextmanager
+    def savepoint(self, name: str = "sp") -> Iterator[None]:
+        """A nested unit inside a transaction: rolled back alone on error (the error propagates)."""
+        self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute(f"ROLLBACK TO {name}")
+            self.conn.execute(f"RELEASE {name}")
+            raise
+        self.conn.execute(f"RELEASE {name}")
+
+    # -- meta ------------------------------------------------------------------
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def bump_generation(self) -> None:
+        """Mark that runs changed outside a manager (managers reload their queue)."""
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('generation', '1') "
+            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+
+    def generation(self) -> int:
+        return int(self.get_meta("generation", 0))
+
+    # -- events ----------------------------------------------------------------
+    def add_events(self, events: Iterable[tuple[int | None, str, Any]]) -> None:
+        """Record ``(run_id, kind, detail)`` events with the current time."""
+        now = time.time()
+        self.conn.executemany(
+            "INSERT INTO events(time, run_id, kind, detail) VALUES (?, ?, ?, ?)",
+            ((now, run_id, kind, None if detail is None else json.dumps(detail)) for run_id, kind, detail in events),
+        )
+
+    def events(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT id, time, run_id, kind, detail FROM events"
+        rows = self.conn.execute(sql + (" WHERE run_id=? ORDER BY id" if run_id else " ORDER BY id"),
+                                 (run_id,) if run_id else ()).fetchall()
+        return [dict(id=r[0], time=r[1], run_id=r[2], kind=r[3], detail=json.loads(r[4]) if r[4] else None)
+                for r in rows]
+

@@ -1,0 +1,111 @@
+"""What managers write and read while they execute: leases, inbox bookkeeping, claims, attempts."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ensemble.status import RunStatus
+
+if TYPE_CHECKING:
+    from ensemble.store.batch import WriteBatch
+
+
+class ExecutionQueries:
+    """Mixed into :class:`~ensemble.store.Store`: the SQL of managers."""
+
+    conn: Any
+
+    # -- leases ----------------------------------------------------------------
+    def leases(self) -> list[dict[str, Any]]:
+        keys = ("manager", "host", "pid", "pid_start", "started", "heartbeat", "allow_multiple")
+        return [dict(zip(keys, r)) for r in self.conn.execute(f"SELECT {', '.join(keys)} FROM leases")]
+
+    def add_lease(self, lease: dict[str, Any]) -> None:
+        keys = list(lease)
+        self.conn.execute(f"INSERT INTO leases({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))})",
+                          [lease[k] for k in keys])
+
+    def drop_lease(self, manager: str) -> None:
+        self.conn.execute("DELETE FROM leases WHERE manager=?", (manager,))
+
+    def renew_lease(self, manager: str) -> bool:
+        """Refresh this manager's heartbeat; False when its lease row is gone (taken over)."""
+        return self.conn.execute("UPDATE leases SET heartbeat=? WHERE manager=?",
+                                 (time.time(), manager)).rowcount == 1
+
+    # -- inbox bookkeeping -----------------------------------------------------
+    def inbox_done(self, name: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM inbox_done WHERE name=?", (name,)).fetchone() is not None
+
+    def mark_inbox_done(self, name: str) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO inbox_done(name, time) VALUES (?, ?)", (name, time.time()))
+
+
+    # -- execution ---------------------------------------------------------------
+    def queued_ids(self, after: int, limit: int) -> list[int]:
+        """Queued, unclaimed run ids above ``after``, ascending."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM runs WHERE status=0 AND claimed_by IS NULL AND id>? ORDER BY id LIMIT ?", (after, limit))]
+
+    def count_queued(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status=0").fetchone()[0]
+
+    def attempt_counts(self, run_ids: Sequence[int]) -> dict[int, int]:
+        return dict(self._rows_for_ids(
+            "SELECT run_id, MAX(attempt) FROM attempts WHERE run_id IN ({marks}) GROUP BY run_id", run_ids))
+
+    def statuses(self, run_ids: Sequence[int]) -> dict[int, RunStatus]:
+        rows = self._rows_for_ids("SELECT id, status FROM runs WHERE id IN ({marks})", run_ids)
+        return {run_id: RunStatus(status) for run_id, status in rows}
+
+    def claim(self, manager: str, run_id: int) -> bool:
+        """Take one queued, unclaimed run (inside a transaction); return whether it was taken."""
+        return self.conn.execute("UPDATE runs SET claimed_by=? WHERE id=? AND status=0 AND claimed_by IS NULL",
+                                 (manager, run_id)).rowcount == 1
+
+    def claim_next(self, manager: str, limit: int, exclude: Sequence[int] = ()) -> list[int]:
+        """Take up to ``limit`` of the lowest queued, unclaimed runs not in ``exclude`` (inside a
+        transaction).
+
+        Under ``BEGIN IMMEDIATE`` nobody else writes between the select and the update, so
+        managers sharing an ensemble take disjoint batches and never lose a claim.
+        """
+        skip = f" AND id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
+        ids = [r[0] for r in self.conn.execute(
+            f"SELECT id FROM runs WHERE status=0 AND claimed_by IS NULL{skip} ORDER BY id LIMIT ?",
+            (*exclude, limit))]
+        for run_id in ids:
+            self.conn.execute("UPDATE runs SET claimed_by=? WHERE id=?", (manager, run_id))
+        return ids
+
+    def insert_attempt(self, run_id: int, step: int, attempt: int, manager: str, host: str, start: float,
+                       command: list[str], placement: list[dict] | None) -> int:
+        """Record an attempt before its process starts; return the attempt's row id."""
+        return self.conn.execute(
+            "INSERT INTO attempts(run_id, step, attempt, manager, host, start, command, placement) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, step, attempt, manager, host, start, json.dumps(command),
+             None if placement is None else json.dumps(placement))).lastrowid
+
+    def recover_orphans(self, now: float) -> tuple[int, int]:
+        """Close attempts and free runs of managers that hold no lease; return (attempts, runs)."""
+        attempts = self.conn.execute(
+            "UPDATE attempts SET end=?, outcome='interrupted' WHERE end IS NULL "
+            "AND manager NOT IN (SELECT manager FROM leases)", (now,)).rowcount
+        runs = self.conn.execute(
+            "UPDATE runs SET claimed_by=NULL WHERE claimed_by IS NOT NULL "
+            "AND claimed_by NOT IN (SELECT manager FROM leases)").rowcount
+        return attempts, runs
+
+    def count_failed(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status=?", (int(RunStatus.FAILURE),)).fetchone()[0]
+
+    def apply(self, batch: "WriteBatch") -> None:
+        """Execute a :class:`WriteBatch`'s statements (inside a transaction), in its fixed order."""
+        for sql, rows in batch.ops.items():
+            if rows:
+                self.conn.executemany(sql, rows)
+
+
