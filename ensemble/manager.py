@@ -2,93 +2,23 @@
 from __future__ import annotations
 
 import json
-import numbers
 import os
-import shutil
-import time
-import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from ensemble.config import EnsembleConfig, build_config
+from ensemble import setupdir
+from ensemble.arguments import format_ids, optional_path, run_id_arg, run_ids_arg
+from ensemble.config import EnsembleConfig
 from ensemble.control import submit
-from ensemble.errors import EnsembleError, EnsembleExists, SpecError, SpecTypeError
+from ensemble.errors import EnsembleError, SpecError, SpecTypeError
 from ensemble.hooks import call_hook, load_interface
 from ensemble.intake import RunIntake
-from ensemble.lease import live_leases
 from ensemble.rundir import RunDirPreparer, step_cwd
-from ensemble.runtime import CONFIG_FILE
-from ensemble.spec import _check_args, check_text, to_json
+from ensemble.setupdir import DEFAULT_SETUP_DIR, setup_path
+from ensemble.spec import _check_args, to_json
 from ensemble.status import COMPLETED, RUN_ABORTED, RUN_FAILURE, RUN_KILLED, RUN_QUEUED, RUN_SUCCESS, RunStatus
 from ensemble.store import Store
-
-DEFAULT_SETUP_DIR = "./.ensemble_setup"
-LOG_DIR = "logs"
-INBOX_DIR = "inbox"
-#: ``create`` options that become paths or command lines.
-TEXT_OPTIONS = ("application", "run_parse", "run_copy", "run_symlink", "run_dir_names", "app_interface", "use_flux")
-#: Most missing run ids an error message lists.
-MAX_LISTED_IDS = 10
-
-
-def _setup_path(setup_dir: str | os.PathLike) -> Path:
-    if not isinstance(setup_dir, (str, os.PathLike)) or not os.fspath(setup_dir):
-        raise SpecTypeError(f"setup_dir: expected a directory path, got {setup_dir!r}")
-    return Path(os.path.abspath(check_text("setup_dir", str(os.fspath(setup_dir)))))
-
-
-def _check_option_text(options: dict[str, Any]) -> None:
-    """Refuse NUL bytes in the ``create`` options that become paths or command lines."""
-    for name in TEXT_OPTIONS:
-        value = options[name]
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(item, (str, os.PathLike)):
-                check_text(name, str(os.fspath(item)))
-
-
-def _optional_path(name: str, value: Any) -> str | None:
-    """The absolute form of an optional path argument."""
-    if value is None:
-        return None
-    if not isinstance(value, (str, os.PathLike)):
-        raise SpecTypeError(f"{name}: expected a file path or None, got {value!r}")
-    return os.path.abspath(check_text(name, str(os.fspath(value))))
-
-
-def format_ids(ids: Sequence[int]) -> str:
-    """Sorted ids as ranges, ``1-3, 7``; at most MAX_LISTED_IDS ranges, then how many more ids."""
-    groups: list[list[int]] = []
-    for run_id in sorted(set(ids)):
-        if groups and run_id == groups[-1][1] + 1:
-            groups[-1][1] = run_id
-        else:
-            groups.append([run_id, run_id])
-    text = [str(a) if a == b else f"{a}-{b}" for a, b in groups[:MAX_LISTED_IDS]]
-    rest = sum(b - a + 1 for a, b in groups[MAX_LISTED_IDS:])
-    return ", ".join(text) + (f" and {rest} more" if rest else "")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _run_ids(run_ids: Any, what: str = "run_ids") -> list[int]:
-    if _is_int(run_ids):
-        run_ids = [run_ids]
-    if isinstance(run_ids, (str, bytes)) or not isinstance(run_ids, Iterable):
-        raise SpecTypeError(f"{what}: expected an iterable of integer run ids, got {run_ids!r}")
-    ids = list(run_ids)
-    for run_id in ids:
-        if not _is_int(run_id):
-            raise SpecTypeError(f"{what}: expected integer run ids, got {run_id!r}")
-    return [int(i) for i in ids]
-
-
-def _run_id(run_id: Any) -> int:
-    if not _is_int(run_id):
-        raise SpecTypeError(f"run_id: expected one integer run id, got {run_id!r}")
-    return int(run_id)
 
 
 class Ensemble:
@@ -105,7 +35,7 @@ class Ensemble:
     RUN_KILLED = RUN_KILLED
 
     def __init__(self, setup_dir: str | os.PathLike = DEFAULT_SETUP_DIR) -> None:
-        self.setup_dir = _setup_path(setup_dir)
+        self.setup_dir = setup_path(setup_dir)
         if not self.exists(self.setup_dir):
             raise EnsembleError(f"setup_dir: no ensemble in {str(self.setup_dir)!r} (create one first)")
         self.store = Store.open(self.setup_dir)
@@ -183,37 +113,12 @@ class Ensemble:
 
     @classmethod
     def _create(cls, options: dict[str, Any], setup_dir: str | os.PathLike, overwrite: bool) -> "Ensemble":
-        setup = _setup_path(setup_dir)
-        if cls.exists(setup) and not overwrite:
-            raise EnsembleExists(f"setup_dir: an ensemble already exists in {str(setup)!r} "
-                                 "(use create_overwrite or create_resume; ensemble create --overwrite)")
-        if setup.exists() and not cls.exists(setup) and (not setup.is_dir() or any(setup.iterdir())):
-            raise EnsembleError(f"setup_dir: {str(setup)!r} exists and is not an ensemble setup directory")
-        runs = options.pop("runs")
-        _check_option_text(options)
-        config = build_config(Path.cwd(), **options)
-        if config.app_interface:
-            load_interface(config.app_interface)
-        rows = RunIntake(config).rows(runs, 1)
-        if overwrite and cls.exists(setup):
-            _refuse_while_running(setup, "overwrite")
-        first_missing = next((p for p in reversed([setup.parent, *setup.parent.parents]) if not p.exists()), None)
-        tmp = setup.parent / f".{setup.name}.creating-{uuid.uuid4().hex[:8]}"
-        try:
-            tmp.mkdir(parents=True)
-            _write_setup(tmp, config, rows)
-            _install(tmp, setup)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if first_missing is not None:
-                shutil.rmtree(first_missing, ignore_errors=True)
-            raise
-        return cls(setup)
+        return cls(setupdir.build(options, setup_path(setup_dir), overwrite))
 
     @classmethod
     def exists(cls, setup_dir: str | os.PathLike = DEFAULT_SETUP_DIR) -> bool:
         """Whether an ensemble's setup exists in ``setup_dir``."""
-        return (_setup_path(setup_dir) / "ensemble.db").is_file()
+        return setupdir.exists(setup_path(setup_dir))
 
     @classmethod
     def clear(cls, setup_dir: str | os.PathLike = DEFAULT_SETUP_DIR) -> None:
@@ -221,11 +126,7 @@ class Ensemble:
 
         Raises EnsembleError while a manager is executing the ensemble.
         """
-        setup = _setup_path(setup_dir)
-        if not cls.exists(setup):
-            return
-        _refuse_while_running(setup, "clear")
-        shutil.rmtree(setup)
+        setupdir.clear(setup_path(setup_dir))
 
     # -- status ------------------------------------------------------------------
     def filter_by_status(self, *statuses: RunStatus | int | str) -> list[int]:
@@ -261,7 +162,7 @@ class Ensemble:
 
     def runs(self, run_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
         """Full records (sample, steps, status, result, ...) of the given runs, or all."""
-        return self.store.runs(None if run_ids is None else _run_ids(run_ids))
+        return self.store.runs(None if run_ids is None else run_ids_arg(run_ids))
 
     def attempts(self, run_id: int | None = None) -> list[dict[str, Any]]:
         """Recorded attempts (start, end, host, exit code, signal, outcome, command)."""
@@ -277,7 +178,7 @@ class Ensemble:
 
     def check_run_ids(self, run_ids: Iterable[int]) -> list[int]:
         """The ids as a list; raise SpecError naming the ids that are not runs of this ensemble."""
-        ids = _run_ids(run_ids)
+        ids = run_ids_arg(run_ids)
         self._check_existing(ids)
         return ids
 
@@ -301,7 +202,7 @@ class Ensemble:
 
         Completed runs are left as they are.
         """
-        ids = _run_ids(run_ids)
+        ids = run_ids_arg(run_ids)
         self._check_existing(ids)
         self._submit({"op": "dequeue", "run_ids": ids})
 
@@ -310,7 +211,7 @@ class Ensemble:
 
         Runs still queued are left as they are.
         """
-        ids = _run_ids(run_ids)
+        ids = run_ids_arg(run_ids)
         if not isinstance(hard, bool):
             raise SpecTypeError(f"hard: expected True or False, got {hard!r}")
         self._check_existing(ids)
@@ -318,7 +219,7 @@ class Ensemble:
 
     def set_result(self, run_id: int, result: Any) -> None:
         """Set the (JSON-serialisable) result of a run."""
-        run_id = _run_id(run_id)
+        run_id = run_id_arg(run_id)
         self._check_existing([run_id], "run_id")
         self._submit({"op": "set_result", "run_id": run_id, "result": json.loads(to_json(result, "result"))})
 
@@ -332,11 +233,11 @@ class Ensemble:
         argv = _check_args("on_completion.args", args)
         if not argv:
             raise SpecError(f"on_completion.args: must name a program, got {args!r}")
-        spec = {"args": argv, "cwd": _optional_path("on_completion.cwd", cwd)}
+        spec = {"args": argv, "cwd": optional_path("on_completion.cwd", cwd)}
         if spec["cwd"] is None:
             raise SpecTypeError(f"on_completion.cwd: expected a directory path, got {cwd!r}")
-        spec["stdout"] = _optional_path("on_completion.stdout", stdout)
-        spec["stderr"] = _optional_path("on_completion.stderr", stderr)
+        spec["stdout"] = optional_path("on_completion.stdout", stdout)
+        spec["stderr"] = optional_path("on_completion.stderr", stderr)
         self._submit({"op": "on_completion", "spec": spec})
 
     # -- execution -----------------------------------------------------------------
@@ -410,7 +311,7 @@ class Ensemble:
 
         Serial and launch-free, so safe on a login node.  Returns the run ids prepared.
         """
-        ids = _run_ids(run_ids) or self.filter_by_status()
+        ids = run_ids_arg(run_ids) or self.filter_by_status()
         self._check_existing(ids)
         if not isinstance(verbosity, int):
             raise SpecTypeError(f"verbosity: expected an integer, got {verbosity!r}")
@@ -437,54 +338,12 @@ class Ensemble:
 
     def call_post_run(self, run_id: int) -> Any:
         """Call ``post_run`` for one run in its directory; return its value (None if undefined)."""
-        run_id = _run_id(run_id)
+        run_id = run_id_arg(run_id)
         self._check_existing([run_id], "run_id")
         run = self.store.runs([run_id])[0]
         Path(run["run_dir"]).mkdir(parents=True, exist_ok=True)
         return call_hook(self._interface(), "post_run", setup_dir=str(self.setup_dir), run_id=run["id"],
                          run_dir=run["run_dir"], sample=run["sample"])
-
-
-def _refuse_while_running(setup: Path, action: str) -> None:
-    store = Store.open(setup)
-    try:
-        live = live_leases(store)
-    finally:
-        store.close()
-    if live:
-        raise EnsembleError(f"setup_dir: cannot {action} {str(setup)!r} while manager pid {live[0]['pid']} "
-                            f"on {live[0]['host']} executes it")
-
-
-def _write_setup(directory: Path, config: EnsembleConfig, rows: list[tuple[str, str, str]]) -> None:
-    """Fill a new setup directory: database with the runs, config copy, logs/ and inbox/."""
-    store = Store.create(directory, {"config": config.to_dict(), "created": time.time()})
-    try:
-        with store.transaction():
-            store.insert_runs(1, rows)
-            store.add_events([(None, "created", {"runs": len(rows)})])
-    finally:
-        store.close()
-    (directory / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1), encoding="utf-8")
-    (directory / LOG_DIR).mkdir()
-    (directory / INBOX_DIR).mkdir()
-
-
-def _install(tmp: Path, setup: Path) -> None:
-    """Move a finished setup directory into place; an existing one is swapped out, then removed."""
-    if not Ensemble.exists(setup):
-        if setup.is_dir():
-            setup.rmdir()
-        os.rename(tmp, setup)
-        return
-    old = setup.parent / f".{setup.name}.old-{uuid.uuid4().hex[:8]}"
-    os.rename(setup, old)
-    try:
-        os.rename(tmp, setup)
-    except BaseException:
-        os.rename(old, setup)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _split_create_args(args: tuple, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
