@@ -1,0 +1,59 @@
+"""What the command line reads: run id lists (``1 2 5-9``) and CSV files of samples."""
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from ensemble.errors import EnsembleError
+from ensemble.spec import check_text
+
+
+def parse_ids(tokens: Sequence[str]) -> list[int]:
+    """Run ids from ``1 2 5-9`` or ``1,2,5-9``."""
+    ids: list[int] = []
+    for token in ",".join(tokens).split(","):
+        token = token.strip()
+        if not token:
+            continue
+        try:
+            if "-" in token:
+                low, high = (int(x) for x in token.split("-", 1))
+                ids.extend(range(low, high + 1))
+            else:
+                ids.append(int(token))
+        except ValueError:
+            raise EnsembleError(f"run ids: {token!r} is not a run id or a range such as 3-7") from None
+    return ids
+
+
+def cell_value(text: str, where: str) -> Any:
+    """``text`` as an int or float if it reads as a number, else the text; ``where`` names the cell in errors."""
+    check_text(where, text)
+    for kind in (int, float):
+        try:
+            value = kind(text)
+        except ValueError:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise EnsembleError(f"{where}: {text!r} is not a finite number (NaN and infinity cannot be stored)")
+        return value
+    return text
+
+
+def read_samples(path: str) -> list[dict[str, Any]]:
+    """Samples from a CSV file with a header row; numbers become int or float (NaN and infinity are refused)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            reader = csv.DictReader(stream)
+            rows = [(reader.line_num, row) for row in reader]
+    except OSError as exc:
+        raise EnsembleError(f"samples: cannot read {path!r}: {exc.strerror}") from None
+    for key in reader.fieldnames or ():
+        check_text(f"samples: {path!r} line 1, column", key)
+    for number, row in rows:
+        if None in row or None in row.values():
+            raise EnsembleError(f"samples: {path!r} line {number} has a different number of fields than the header")
+    return [{key: cell_value(value, f"samples: {path!r} line {number}, column {key!r}") for key, value in row.items()}
+            for number, row in rows]
