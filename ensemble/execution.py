@@ -79,9 +79,13 @@ def execute_local(setup_dir: Path, store: Store, blocking: bool, in_process: boo
     if blocking and in_process:
         code = run_engine(setup_dir, dict(spec))
     elif blocking:
-        code = _wait_for_child(setup_dir, spec, store)
+        code = _wait_for_child(setup_dir, spec)
     else:
-        return _spawn_detached(setup_dir, spec, store)[0].pid
+        popen = _spawn_detached(setup_dir, spec)
+        # Reap the detached manager whenever it exits: unreaped, a dead manager would stay a
+        # zombie of this process and its lease would look alive.
+        threading.Thread(target=popen.wait, name=f"ensemble-reaper-{popen.pid}", daemon=True).start()
+        return popen.pid
     if code > 128:
         signal.raise_signal(code - 128)
     if code == 2 and not in_process:
@@ -111,9 +115,8 @@ def run_engine(setup_dir: Path, spec: dict[str, Any], on_ready: Callable[[str], 
         handler.close()
 
 
-def _spawn_detached(setup_dir: Path, spec: dict[str, Any], store: Store,
-                    tied: bool = False) -> tuple[subprocess.Popen, int]:
-    """Start a manager process and wait until it holds its lease; return it and its ready pipe.
+def _spawn_detached(setup_dir: Path, spec: dict[str, Any], tied: bool = False) -> subprocess.Popen:
+    """Start a manager process and wait until it holds its lease; return it.
 
     The manager says "ready" on a pipe once it holds the lease (and has written
     ``manager.pid``); end of file before that means it failed to start.
@@ -130,10 +133,7 @@ def _spawn_detached(setup_dir: Path, spec: dict[str, Any], store: Store,
     with os.fdopen(read, "rb") as ready:
         said = ready.readline()
     if said.strip() == b"ready":
-        # Reap the manager whenever it exits: unreaped, a dead manager would stay a zombie of
-        # this process and its lease would look alive.
-        threading.Thread(target=popen.wait, name=f"ensemble-reaper-{popen.pid}", daemon=True).start()
-        return popen, popen.pid
+        return popen
     code = popen.wait()
     tail = (setup_dir / "logs" / "manager.out").read_text(errors="replace").strip().splitlines()[-1:]
     if code == 2 and tail and "already executing" in tail[0]:
@@ -141,10 +141,10 @@ def _spawn_detached(setup_dir: Path, spec: dict[str, Any], store: Store,
     raise EnsembleError(f"manager exited with {code} at start: {tail[0] if tail else 'no output'}")
 
 
-def _wait_for_child(setup_dir: Path, spec: dict[str, Any], store: Store) -> int:
+def _wait_for_child(setup_dir: Path, spec: dict[str, Any]) -> int:
     """Run a manager as a child and wait for it, passing on SIGINT/SIGTERM/SIGHUP; the child
     gets SIGTERM if this process dies (a blocking manager never outlives its caller)."""
-    popen, _ = _spawn_detached(setup_dir, spec, store, tied=True)
+    popen = _spawn_detached(setup_dir, spec, tied=True)
     forward = lambda signum, frame: popen.send_signal(signum)  # noqa: E731
     saved = {}
     if threading.current_thread() is threading.main_thread():

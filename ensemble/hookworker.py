@@ -123,7 +123,14 @@ class HookPool:
         return worker
 
     def fail_backlog(self, error: str) -> list[dict[str, Any]]:
-        """Fail every queued request (no worker can take them); return the failure replies."""
+        """Fail every queued request (no worker can take them), writing ``error`` into each
+        request's log as a worker would have; return the failure replies."""
+        for request in self.backlog:
+            try:
+                with open(request["log"], "a", encoding="utf-8") as out:
+                    out.write(error + "\n")
+            except OSError:
+                continue
         replies = [{"id": r["id"], "ok": False, "error": error, "traceback": error} for r in self.backlog]
         self.backlog.clear()
         return replies

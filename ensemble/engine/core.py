@@ -101,19 +101,18 @@ class Engine(Exits, Lifecycle):
             self._advance(run, placement)
         if not self.to_start:
             return
-        starts = []
-        for run, placement in self.to_start:
-            start = self._build(run, placement)
-            if start is not None:
-                starts.append(start)
+        starts = [self._build(run, placement) for run, placement in self.to_start]
         self.to_start.clear()
         self._flush()
         for run, launch, pending in starts:
-            if run.id in self.runs and pending.attempt_id is not None:
+            if run.id not in self.runs or pending.attempt_id is None:
+                if isinstance(launch, Launch) and launch.logs is not None:
+                    for fd in launch.logs:
+                        os.close(fd)
+            elif isinstance(launch, Exception):
+                self._launch_failed(run, launch, pending.attempt_id)
+            else:
                 self._spawn(run, launch, pending.attempt_id)
-            elif launch.logs is not None:
-                for fd in launch.logs:
-                    os.close(fd)
         self.prefetch_ahead()
 
     def _never_fits(self, run: RunState) -> bool:
@@ -157,8 +156,9 @@ class Engine(Exits, Lifecycle):
                 return
         self.to_start.append((run, placement))
 
-    def _build(self, run: RunState, placement: Placement) -> tuple[RunState, Launch, PendingStart] | None:
-        """Everything to start the run's step; the attempt is recorded at the next flush."""
+    def _build(self, run: RunState, placement: Placement) -> tuple[RunState, Launch | Exception, PendingStart]:
+        """Everything to start the run's step, or why it cannot start; either way the attempt is
+        recorded at the next flush (one transaction for all the starts of a turn)."""
         step = run.current
         run.attempts += 1
         run.placement, run.phase, run.kill_reason = placement, Phase.STEP, None
@@ -176,25 +176,21 @@ class Engine(Exits, Lifecycle):
                    "ENSEMBLE_STEP": str(run.step), "ENSEMBLE_ATTEMPT": str(run.attempts)}
         except Exception as exc:  # noqa: BLE001 - a launch error of any kind fails this run only
             self._raise_if_full(exc)
-            self._launch_failed(run, argv, exc)
-            return None
+            return run, exc, self._record_start(run, argv)
         base = self.log_base(run)
         logs, run.logs = run.logs or self.prefetched(run, started=True), None
-        pending = PendingStart(run.id, run.step, run.attempts, run.attempt_started, command, placement.to_list())
-        self.recorder.record_start(pending)
+        pending = self._record_start(run, command)
         out, err = self.log_paths(base)
         launch = Launch(run.id, run.step, run.attempts, step, placement, command, cwd, env, out, err,
                         f"{self.lease.manager}/{run.id}.{run.attempts}", logs)
         return run, launch, pending
 
-    def _launch_failed(self, run: RunState, command: list[str], exc: BaseException,
-                       attempt_id: int | None = None) -> None:
-        if attempt_id is None:
-            pending = PendingStart(run.id, run.step, run.attempts, run.attempt_started, command,
-                                   run.placement.to_list())
-            self.recorder.record_start(pending)
-            self._flush()
-            attempt_id = pending.attempt_id
+    def _record_start(self, run: RunState, command: list[str]) -> PendingStart:
+        pending = PendingStart(run.id, run.step, run.attempts, run.attempt_started, command, run.placement.to_list())
+        self.recorder.record_start(pending)
+        return pending
+
+    def _launch_failed(self, run: RunState, exc: BaseException, attempt_id: int) -> None:
         self.pool.release(run.placement)
         run.placement = None
         run.attempt_id = attempt_id
@@ -206,7 +202,7 @@ class Engine(Exits, Lifecycle):
             handle = self.executor.start(launch)
         except Exception as exc:  # noqa: BLE001 - a launch error of any kind fails this run only
             self._raise_if_full(exc)
-            self._launch_failed(run, launch.argv, exc, attempt_id)
+            self._launch_failed(run, exc, attempt_id)
             return
         run.handle = handle
         if handle.pid is not None:

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ensemble.engine.hookdriver import NO_WORKER, HookDriver
+from ensemble.engine.hookdriver import HookDriver
 from ensemble.engine.reactor import Source
 from ensemble.engine.runstate import EngineState, KillReason, Phase, RunState
 from ensemble.errors import EnsembleError
@@ -94,8 +94,6 @@ class Drain:
         if give_back:
             self.release_claim(run)
         elif not ok:
-            if reply["error"].startswith(NO_WORKER):
-                self._append_hook_log(run, phase, reply["error"])
             self.complete(run, RunStatus.FAILURE, f"{phase.value} failed: {reply['error']}")
         elif phase is Phase.PREP:
             run.phase = Phase.WAITING
@@ -103,15 +101,6 @@ class Drain:
         else:
             value = reply.get("value")
             self.complete(run, RunStatus.SUCCESS, None, None if value is None else to_json(value, "post_run"))
-
-    @staticmethod
-    def _append_hook_log(run: RunState, phase: Phase, error: str) -> None:
-        """No worker wrote this failure (none could start): put its traceback in the run's hook log."""
-        try:
-            with open(f"{run.run_dir}/ensemble.{phase.value}.log", "a", encoding="utf-8") as out:
-                out.write(error + "\n")
-        except OSError as exc:
-            log.error("run %d: could not write its %s log: %s", run.id, phase.value, exc)
 
     # -- draining ---------------------------------------------------------------------------------
     def begin_drain(self) -> bool:

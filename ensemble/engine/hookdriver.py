@@ -15,8 +15,6 @@ from typing import Any
 from ensemble.engine.reactor import Reactor, Source, Timer
 from ensemble.hookworker import HookPool
 
-#: The start of the error of a request that failed because no hook worker could start.
-NO_WORKER = "no hook worker could start"
 RESPAWN_FIRST = 0.05
 RESPAWN_MAX = 30.0
 log = logging.getLogger("ensemble.engine")
@@ -78,7 +76,7 @@ class HookDriver:
                 self.failures += 1
                 log.error("hook worker could not be restarted (attempt %d): %s", self.failures, exc)
                 if not self.pool.alive:
-                    for reply in self.pool.fail_backlog(f"{NO_WORKER}: {exc}"):
+                    for reply in self.pool.fail_backlog(f"no hook worker could start: {exc}"):
                         self._deliver(reply)
                 if self.callbacks:
                     self._schedule_respawn()
