@@ -23,6 +23,7 @@ from engine_helpers import (
     is_gone,
     long_sleep,
     open_attempts,
+    pids_with,
     proc_state,
     py,
     run,
@@ -348,7 +349,7 @@ def test_refused_detached_manager_leaves_the_winners_pid_file(fdir):  # defect 1
     pid_file = ens.setup_dir / "manager.pid"
     wait_for(pid_file.exists, "the manager to write manager.pid")
     with pytest.raises(EnsembleError):
-        _spawn_detached(ens.setup_dir, json.loads(options_json(cores=1)), ens.store)
+        _spawn_detached(ens.setup_dir, json.loads(options_json(cores=1)))
     assert pid_file.exists(), "the refused manager deleted the winner's manager.pid"
     assert pid_file.read_text().strip() == str(pid)
     gate.touch()
@@ -416,3 +417,45 @@ def test_failing_on_completion_records_its_exit_code(fdir):
     a = spawn_manager(ens, wait_lease=False, cores=1)
     assert a.wait() == 0
     assert [e["detail"]["exit_code"] for e in events(ens, "on_completion")] == [3]
+
+
+# -- promises of the execution API ------------------------------------------------------------------
+def test_kill_grace_sets_the_time_between_sigterm_and_sigkill(fdir):
+    # The step ignores SIGTERM.  Its timeout (0.6 s) plus a 0.3 s grace ends it by SIGKILL long
+    # before the manager's own 3 s limit; with the 3 s default the limit would come first and
+    # the attempt would be "interrupted" instead.
+    ens = create([run(1, sh("trap '' TERM; sleep 30", timeout=0.01))])
+    execute(ens, cores=1, timeout=0.05, kill_grace=0.3)
+    attempt = ens.attempts(1)[0]
+    assert (attempt["outcome"], attempt["signal"]) == ("timeout", signal.SIGKILL)
+    assert statuses(ens)[1] is RunStatus.FAILURE
+
+
+def test_a_blocking_manager_stops_when_its_caller_dies(fdir):
+    # A blocking execute runs its manager as a child tied to the caller (SIGTERM on the caller's
+    # death): even a SIGKILLed caller leaves no manager running on its own.
+    tok = token()
+    ens = create([run(1, sh(f"exec {long_sleep(tok)}"))])
+    code = ("import sys; from ensemble import Ensemble; "
+            "Ensemble(sys.argv[1]).execute_local(blocking=True, cores=1, timeout=0.75)")
+    caller = subprocess.Popen([sys.executable, "-c", code, str(ens.setup_dir)])
+    try:
+        wait_for(lambda: [a for a in open_attempts(ens) if a["pid"]], "the step to run")
+        manager = ens.store.leases()[0]["pid"]
+        caller.kill()
+    finally:
+        caller.wait()
+    wait_for(lambda: is_gone(manager), "the manager to stop after its caller died")
+    assert [a["outcome"] for a in ens.attempts(1)] == ["interrupted"]
+    assert statuses(ens)[1] is RunStatus.QUEUED and not ens.store.leases()
+    assert not pids_with(tok)
+
+
+def test_a_detached_manager_with_nothing_to_do_starts_and_ends_cleanly(fdir):
+    # Readiness is said on a pipe once the lease is held, so a manager that ends at once is
+    # reported as started, not as "exited at start".
+    ens = create([run(1, sh("true"))])
+    execute(ens, cores=1)
+    pid = start_detached(ens, cores=1)
+    wait_manager_exit(ens, pid)
+    assert [e["detail"]["reason"] for e in events(ens, "manager_stopped")] == [None, None]
