@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ensemble.backends import LAUNCHER_CHOICES
 from ensemble.cliinput import parse_ids, read_samples
 from ensemble.errors import EnsembleError, ManagerFailed
 from ensemble.manager import DEFAULT_SETUP_DIR, Ensemble
@@ -147,7 +148,7 @@ def cmd_rundirs(args: argparse.Namespace) -> None:
 
 
 def cmd_execute(args: argparse.Namespace) -> int:
-    """Start a manager; with --block the exit status is the manager's (0, 2, 74, 75)."""
+    """Start a manager; with --block the exit status is the manager's (see ``docs/cli.rst``)."""
     from ensemble import execution
 
     ensemble = _open(args)
@@ -157,15 +158,16 @@ def cmd_execute(args: argparse.Namespace) -> int:
                                       in_process=args.block, timeout=args.timeout, parallelism=args.parallelism,
                                       allow_multiple=args.allow_multiple, max_concurrency=args.max_concurrency,
                                       cores=args.cores, gpus=args.gpus, kill_grace=args.kill_grace,
-                                      log_layout=args.logs)
+                                      log_layout=args.logs, launcher=args.launcher, mpi=args.mpi,
+                                      early_stop=args.early_stop)
     except ManagerFailed as exc:
         print(f"ensemble: error: {exc}", file=sys.stderr)
         return exc.exit_code
     if args.block:
         counts = ensemble.status_counts()
         print(" ".join(f"{k}={v}" for k, v in counts.items()))
-    else:
-        print(f"manager pid {pid} started; log: {ensemble.setup_dir / 'logs' / 'manager.log'}")
+        return pid
+    print(f"manager pid {pid} started; log: {ensemble.setup_dir / 'logs' / 'manager.log'}")
     return 0
 
 
@@ -266,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("--logs", choices=("split", "combined"), default="split",
                          help="one .out and one .err per attempt (split, default) or one .log with both")
     execute.add_argument("--allow-multiple", action="store_true", help="share the work with other managers")
+    execute.add_argument("--launcher", choices=LAUNCHER_CHOICES, default="auto",
+                         help="how steps start: auto (srun inside a Slurm job, else local), local, srun, mpirun")
+    execute.add_argument("--mpi", help="srun --mpi= plugin for steps (default: Slurm's MpiDefault)")
+    execute.add_argument("--early-stop", type=float,
+                         help="minutes before the allocation's end (or --timeout) to stop starting runs")
     execute.set_defaults(func=cmd_execute)
 
     attempts = sub.add_parser("attempts", help="every recorded attempt of the given runs")

@@ -14,11 +14,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ensemble.engine import EXIT_DISK_FULL, EXIT_LEASE_LOST, Engine, EngineOptions
+from ensemble.backends import check_mpi, choose_backend, resolve_launcher
+from ensemble.engine import (
+    EXIT_DISK_FULL,
+    EXIT_LEASE_LOST,
+    EXIT_MAX_FAILED,
+    EXIT_RUNS_FAILED,
+    EXIT_WORK_LEFT,
+    Engine,
+    EngineOptions,
+)
 from ensemble.errors import EnsembleBusy, EnsembleError, ManagerFailed, SpecError, SpecTypeError
-from ensemble.launchers import get_launcher
 from ensemble.lease import live_leases
-from ensemble.providers import LocalProvider
 from ensemble.providers.local import gpu_option
 from ensemble.store import Store
 
@@ -27,6 +34,8 @@ READY_FD = "ENSEMBLE_READY_FD"
 PARENT_PID = "ENSEMBLE_PARENT_PID"
 LOG_LAYOUTS = ("split", "combined")
 PR_SET_PDEATHSIG = 1
+#: Exit statuses that report how the runs went, not a failure of the manager.
+RESULT_CODES = (EXIT_RUNS_FAILED, EXIT_MAX_FAILED, EXIT_WORK_LEFT)
 EXIT_MESSAGES = {EXIT_DISK_FULL: "the file system is full", EXIT_LEASE_LOST: "its lease was taken over",
                  2: "it could not start or a hook failed"}
 
@@ -43,8 +52,10 @@ def _positive(name: str, value: Any, number: type = int) -> Any:
 
 
 def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concurrency: Any, cores: Any,
-                 gpus: Any, kill_grace: Any = 3.0, log_layout: Any = "split") -> dict[str, Any]:
-    """Validated execution options as plain JSON (what a manager process receives)."""
+                 gpus: Any, kill_grace: Any = 3.0, log_layout: Any = "split", launcher: Any = None,
+                 mpi: Any = None, early_stop: Any = None) -> dict[str, Any]:
+    """Validated execution options as plain JSON (what a manager process receives); the launcher
+    is resolved here (``auto`` becomes what was detected) and the allocation is read once."""
     if not isinstance(allow_multiple, bool):
         raise SpecTypeError(f"allow_multiple: expected True or False, got {allow_multiple!r}")
     gpus = gpu_option(gpus)
@@ -56,8 +67,9 @@ def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concur
     spec = dict(timeout=_positive("timeout", timeout, float), parallelism=_positive("parallelism", parallelism) or 1,
                 allow_multiple=allow_multiple, max_concurrency=_positive("max_concurrency", max_concurrency),
                 cores=_positive("cores", cores), gpus=gpus, kill_grace=float(kill_grace), log_layout=log_layout,
-                launcher="local")
-    LocalProvider(spec["cores"], spec["gpus"]).nodes()
+                launcher=resolve_launcher(launcher), mpi=check_mpi(mpi),
+                early_stop=_positive("early_stop", early_stop, float))
+    choose_backend(spec["launcher"], spec["mpi"], spec["cores"], spec["gpus"]).provider.nodes()
     return spec
 
 
@@ -71,7 +83,8 @@ def _check_not_busy(store: Store, allow_multiple: bool) -> None:
 def execute_local(setup_dir: Path, store: Store, blocking: bool, in_process: bool = False,
                   **options: Any) -> int | None:
     """Validate options, then run a manager: in this process (``in_process``, for the CLI), as a
-    child this process waits for (``blocking``), or detached; return the detached pid."""
+    child this process waits for (``blocking``), or detached.  Return the detached pid; in process,
+    the result code (0 or an EXIT_* of :data:`RESULT_CODES`); else None."""
     if not isinstance(blocking, bool):
         raise SpecTypeError(f"blocking: expected True or False, got {blocking!r}")
     spec = options_spec(**options)
@@ -88,6 +101,8 @@ def execute_local(setup_dir: Path, store: Store, blocking: bool, in_process: boo
         return popen.pid
     if code > 128:
         signal.raise_signal(code - 128)
+    if code in RESULT_CODES or code == 0:
+        return code if in_process else None
     if code == 2 and not in_process:
         tail = (setup_dir / "logs" / "manager.out").read_text(errors="replace").strip().splitlines()[-1:]
         raise ManagerFailed(tail[0].removeprefix("ensemble: error: ") if tail else EXIT_MESSAGES[2], code)
@@ -106,10 +121,9 @@ def run_engine(setup_dir: Path, spec: dict[str, Any], on_ready: Callable[[str], 
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        provider = LocalProvider(spec.pop("cores"), spec.pop("gpus"))
-        launcher = get_launcher(spec.pop("launcher"))
-        return Engine(setup_dir, provider, launcher, EngineOptions(**spec), on_ready=on_ready,
-                      early_signal=early_signal).run()
+        backend = choose_backend(spec.pop("launcher"), spec.pop("mpi"), spec.pop("cores"), spec.pop("gpus"))
+        return Engine(setup_dir, backend.provider, backend.launcher, EngineOptions(**spec),
+                      executor=backend.executor, on_ready=on_ready, early_signal=early_signal).run()
     finally:
         logger.removeHandler(handler)
         handler.close()

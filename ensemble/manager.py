@@ -244,7 +244,8 @@ class Ensemble:
     def execute_local(self, blocking: bool = False, timeout: float | None = None, parallelism: int | None = None,
                       allow_multiple: bool = False, max_concurrency: int | None = None, *,
                       cores: int | None = None, gpus: int | None = None, kill_grace: float = 3.0,
-                      log_layout: str = "split") -> int | None:
+                      log_layout: str = "split", launcher: str = "auto", mpi: str | None = None,
+                      early_stop: float | None = None) -> int | None:
         """Execute the ensemble on this machine.
 
         Args:
@@ -259,6 +260,11 @@ class Ensemble:
             kill_grace: seconds between SIGTERM and SIGKILL when a step is killed.
             log_layout: ``"split"`` (``ensemble.step<k>.attempt<n>.out`` and ``.err``) or
                 ``"combined"`` (one ``.log`` holding both streams: one file less per attempt).
+            launcher: how steps start: ``"auto"`` (``srun`` inside a Slurm job, else local
+                processes), ``"local"``, ``"srun"`` or ``"mpirun"`` (see :doc:`hpc`).
+            mpi: the ``srun --mpi=`` plugin for steps (``"pmix"``, ``"pmi2"``; default: Slurm's).
+            early_stop: minutes before the allocation's end (or ``timeout``) after which no new
+                run starts; running ones go on until the end.
 
         Returns:
             the detached manager's pid, or None when blocking.
@@ -271,7 +277,7 @@ class Ensemble:
         return execution.execute_local(self.setup_dir, self.store, blocking=blocking, timeout=timeout,
                                 parallelism=parallelism, allow_multiple=allow_multiple,
                                 max_concurrency=max_concurrency, cores=cores, gpus=gpus, kill_grace=kill_grace,
-                                log_layout=log_layout)
+                                log_layout=log_layout, launcher=launcher, mpi=mpi, early_stop=early_stop)
 
     # -- summaries -----------------------------------------------------------------
     def as_dataframe(self, include_none: bool = True):

@@ -49,6 +49,7 @@ from fault_helpers import (
 )
 
 from ensemble import Ensemble, EnsembleError, Step, control
+from ensemble.engine import EXIT_MAX_FAILED, EXIT_RUNS_FAILED
 from ensemble.execution import _spawn_detached
 from ensemble.lease import live_leases
 from ensemble.status import RunStatus
@@ -137,7 +138,7 @@ def test_max_failed_runs_counts_failures_of_one_turn(fdir):  # defect 4
     gate.touch()
     wait_for(lambda: all(proc_state(p) == "Z" for p in pids), "the three steps to fail")
     thaw(a.pid)
-    assert a.wait() == 0
+    assert a.wait() == EXIT_MAX_FAILED
     status = statuses(ens)
     assert all(status[i] is FAILURE for i in (1, 2, 3))
     assert all(status[i] is QUEUED for i in range(4, 9)), "nothing launches once the limit is exceeded"
@@ -168,7 +169,7 @@ def test_hook_worker_that_cannot_be_respawned_fails_waiting_runs_only(fdir):  # 
     assert statuses(ens)[1] is QUEUED and [x["run_id"] for x in open_attempts(ens)] == [1], \
         "run 1's step, started before the crash, runs on"
     gate.touch()
-    assert a.wait() == 0
+    assert a.wait() == EXIT_RUNS_FAILED
     assert statuses(ens) == {1: SUCCESS, 2: FAILURE, 3: FAILURE, 4: FAILURE}
     assert "hook worker died" in run_row(ens, 2)["message"]
     for run_id in (3, 4):
@@ -302,7 +303,7 @@ def test_launch_errors_of_any_type_fail_only_their_run(fdir):  # defect 11
     ])
     script.write_bytes(b"#!/bin/sh\n\xff\xfe broken after create\n")  # rendered only at launch
     a = spawn_manager(ens, wait_lease=False, cores=1)
-    assert a.wait() == 0, manager_out(ens)[-300:]
+    assert a.wait() == EXIT_RUNS_FAILED, manager_out(ens)[-300:]
     status = statuses(ens)
     assert status[4] is SUCCESS
     assert Path(run_row(ens, 4)["run_dir"], "good.txt").read_text() == "good\n"

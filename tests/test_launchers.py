@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 
 from ensemble import Step
-from ensemble.launchers import LocalLauncher, get_launcher
+from ensemble.backends import resolve_launcher
+from ensemble.errors import SpecError
+from ensemble.launchers import LocalLauncher
 from ensemble.resources import VISIBLE_DEVICES_VARS, Node, Pool
 
 
@@ -45,7 +47,7 @@ def test_a_step_without_gpus_gets_empty_gpu_variables_and_its_thread_count(node_
 def test_local_command_is_the_argv_itself():
     pool = Pool((Node("host", (0,)),))
     placement = pool.allocate(1, 1, 0)
-    launcher = get_launcher("local")
+    launcher = LocalLauncher()
     step = Step(["app", "-v"], batch_script=False)
     assert launcher.prefix(step, placement) == []
     assert launcher.command(step, placement, ["app", "-v"], batch_script=False) == ["app", "-v"]
@@ -53,5 +55,14 @@ def test_local_command_is_the_argv_itself():
 
 
 def test_unknown_launcher_names_itself():
-    with pytest.raises(ValueError, match="launcher: unknown launcher 'srun'"):
-        get_launcher("srun")
+    with pytest.raises(SpecError, match="launcher: expected one of auto, local, srun, mpirun, got 'slurm'"):
+        resolve_launcher("slurm")
+
+
+def test_srun_outside_slurm_is_a_clear_error():
+    with pytest.raises(SpecError, match="launcher: 'srun' needs a Slurm allocation"):
+        resolve_launcher("srun", env={})
+
+
+def test_auto_outside_slurm_is_local():
+    assert resolve_launcher("auto", env={}) == "local"

@@ -15,6 +15,7 @@ Processes are started by an :class:`~ensemble.executors.Executor`; command lines
 """
 from ensemble.engine.core import Engine
 from ensemble.engine.drain import EngineOptions
-from ensemble.engine.lifecycle import EXIT_DISK_FULL, EXIT_LEASE_LOST
+from ensemble.engine.lifecycle import EXIT_DISK_FULL, EXIT_LEASE_LOST, EXIT_MAX_FAILED, EXIT_RUNS_FAILED, EXIT_WORK_LEFT
 
-__all__ = ["EXIT_DISK_FULL", "EXIT_LEASE_LOST", "Engine", "EngineOptions"]
+__all__ = ["EXIT_DISK_FULL", "EXIT_LEASE_LOST", "EXIT_MAX_FAILED", "EXIT_RUNS_FAILED", "EXIT_WORK_LEFT", "Engine",
+           "EngineOptions"]

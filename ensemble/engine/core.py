@@ -60,6 +60,9 @@ class Engine(Exits, Lifecycle):
         wake = self.next_poll if self.pids_due is None else min(self.next_poll, self.pids_due)
         if self.deadline is not None and self.state is not EngineState.INTERRUPTING:
             wake = min(wake, self.deadline)
+        more_starts = self.executor.next_start() if self.state.launching else None
+        if more_starts is not None:
+            wake = min(wake, more_starts)
         events = self.reactor.wait(wake)
         for source, run, fd in events:
             if source is Source.STEP:
@@ -76,7 +79,7 @@ class Engine(Exits, Lifecycle):
             self.poll_inbox()
         self.run_deferred()
         if self.deadline is not None and now >= self.deadline and self.state is not EngineState.INTERRUPTING:
-            self.interrupt("timeout")
+            self.interrupt(self.deadline_reason)
 
     def _flush(self) -> None:
         self.pids_due = None
@@ -93,7 +96,7 @@ class Engine(Exits, Lifecycle):
 
     def _launch(self) -> None:
         self.refill()
-        for run, placement in self.queue.pick(self.room(), self._never_fits):
+        for run, placement in self.queue.pick(self.start_room(), self._cannot_start):
             if not run.claimed:
                 self.recorder.claim(run.id)
                 self.claimed(run)
@@ -114,6 +117,19 @@ class Engine(Exits, Lifecycle):
             else:
                 self._spawn(run, launch, pending.attempt_id)
         self.prefetch_ahead()
+
+    def _cannot_start(self, run: RunState) -> bool:
+        return self._never_fits(run) or self._too_late(run)
+
+    def _too_late(self, run: RunState) -> bool:
+        """Leave a run whose next step's timeout cannot end before the deadline to a later allocation."""
+        if self.deadline is None or run.finished_steps or not run.current.timeout:
+            return False
+        if time.monotonic() + run.current.timeout * 60 <= self.deadline:
+            return False
+        self.later.add(run.id)
+        self.release_claim(run) if run.claimed else self.runs.pop(run.id, None)
+        return True
 
     def _never_fits(self, run: RunState) -> bool:
         """Fail (or, with several managers, leave) a run with a step larger than the allocation."""

@@ -31,6 +31,8 @@ class EngineOptions:
     #: ``split``: ``.out`` and ``.err`` per attempt; ``combined``: one ``.log`` with both streams
     #: (one file creation less per attempt, for file systems where creations are expensive).
     log_layout: str = "split"
+    #: Minutes before the end (the allocation's, or ``timeout``'s) after which nothing new starts.
+    early_stop: float | None = None
 
 
 class Drain:

@@ -24,11 +24,13 @@ class Ledger:
             want = (free if room is None else min(free, room)) - len(self.queue.waiting)
             if want <= 0:
                 return
-            runs = self.load_runs(self.recorder.claim_next(min(want, FETCH_BATCH), self.too_large))
+            runs = self.load_runs(self.recorder.claim_next(min(want, FETCH_BATCH),
+                                                                self.too_large | self.later))
             for run in runs:
                 self.claimed(run)
         else:
-            ids = [i for i in self.store.queued_ids(self.queue.cursor, FETCH_BATCH) if i not in self.runs]
+            ids = [i for i in self.store.queued_ids(self.queue.cursor, FETCH_BATCH)
+                   if i not in self.runs and i not in self.later]
             runs = self.load_runs(ids) if ids else []
         for run in runs:
             self.runs[run.id] = run
@@ -52,6 +54,11 @@ class Ledger:
         waiting_claimed = len(self.queue.waiting) if self.options.allow_multiple else 0
         return max(0, limit - (self.inflight - waiting_claimed))
 
+    def start_room(self) -> int | None:
+        """How many runs may start this turn: ``max_concurrency`` and the executor's own rate limit."""
+        limits = [r for r in (self.room(), self.executor.start_room()) if r is not None]
+        return max(0, min(limits)) if limits else None
+
     def claimed(self, run: RunState) -> None:
         run.claimed = True
         self.inflight += 1
@@ -67,6 +74,7 @@ class Ledger:
     def check_failed_limit(self) -> None:
         limit = self.config.max_failed_runs
         if limit is not None and self.failed > limit and self.state.launching:
+            self.max_failed_stop = True
             self.stop(f"max_failed_runs exceeded: {self.failed} failed runs > {limit}")
 
     def release_claim(self, run: RunState) -> None:

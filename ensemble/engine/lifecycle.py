@@ -33,12 +33,22 @@ from ensemble.procs import kill_tagged
 from ensemble.providers import Provider
 from ensemble.resources import Pool
 from ensemble.rundir import RunDirPreparer
+from ensemble.status import RunStatus
 from ensemble.store import Store
 
 #: Exit status of a manager whose file system is full (sysexits EX_IOERR).
 EXIT_DISK_FULL = 74
 #: Exit status of a manager whose lease another manager took over (sysexits EX_TEMPFAIL).
 EXIT_LEASE_LOST = 75
+#: Exit status when every run completed but some failed or were aborted.
+EXIT_RUNS_FAILED = 3
+#: Exit status when ``max_failed_runs`` stopped the ensemble.
+EXIT_MAX_FAILED = 4
+#: Exit status when the manager stopped (time or allocation up, stop requested) with runs still queued.
+EXIT_WORK_LEFT = 5
+#: Seconds before the allocation's end at which running steps are interrupted, on top of the kill
+#: grace: Slurm's own SIGTERM at the end must find nothing left to record.
+ALLOC_END_MARGIN = 10.0
 log = logging.getLogger("ensemble.engine")
 
 
@@ -63,7 +73,12 @@ class Lifecycle(Steering, Ledger, Drain):
         self.post_ensemble_done = False
         self.hooks = None
         self.hook_names: frozenset[str] = frozenset()
-        self.deadline = None if options.timeout is None else time.monotonic() + options.timeout * 60
+        self.deadline: float | None = None
+        self.deadline_reason = "timeout"
+        self.launch_until: float | None = None
+        #: Runs whose next step's timeout does not fit before the deadline: left for the next allocation.
+        self.later: set[int] = set()
+        self.max_failed_stop = False
         self.next_poll = self.next_heartbeat = 0.0
         self.pids_due: float | None = None
         self.prefetch: Any = UNDECIDED
@@ -102,11 +117,25 @@ class Lifecycle(Steering, Ledger, Drain):
         self.store = Store.open(self.setup_dir)
         self.config = EnsembleConfig.from_dict(self.store.get_meta("config"))
         self.pool = Pool(self.provider.nodes())
+        self._set_deadlines(self.provider.end_time())
         self.queue = RunQueue(self.pool)
         self.preparer = RunDirPreparer(self.config)
         drop = tuple(getattr(self.launcher, "drop_env_prefixes", ()))
         self.base_env = {k: v for k, v in os.environ.items() if not k.startswith(drop)} if drop else dict(os.environ)
         self.executor = self.make_executor()
+
+    def _set_deadlines(self, alloc_end: float | None) -> None:
+        """When running steps are interrupted (``timeout``, or the allocation's end less a margin)
+        and when launching stops (``early_stop`` minutes before that)."""
+        now = time.monotonic()
+        if self.options.timeout is not None:
+            self.deadline = now + self.options.timeout * 60
+        if alloc_end is not None:
+            end = now + alloc_end - time.time() - ALLOC_END_MARGIN - self.options.kill_grace
+            if self.deadline is None or end < self.deadline:
+                self.deadline, self.deadline_reason = end, "allocation ending"
+        if self.deadline is not None and self.options.early_stop:
+            self.launch_until = self.deadline - self.options.early_stop * 60
 
     def _acquire(self) -> None:
         self.started = time.time()
@@ -117,7 +146,8 @@ class Lifecycle(Steering, Ledger, Drain):
             self.store.add_events([(None, "manager_started", {
                 "manager": self.lease.manager, "cores": self.pool.total_cores, "gpus": self.pool.total_gpus,
                 "gpu_ids": [g for n in self.pool.nodes for g in n.gpus], "recovered_attempts": attempts,
-                "recovered_runs": runs, "killed_leftovers": killed, **self.executor.describe()})])
+                "recovered_runs": runs, "killed_leftovers": killed, "nodes": [n.name for n in self.pool.nodes],
+                **self.provider.describe(), **self.executor.describe()})])
         self.recorder = Recorder(self.store, self.lease.manager)
         log.info("manager %s started on %s: %d cores, %d gpus %s; %s; recovered %d interrupted attempts, "
                  "killed %d leftovers", self.lease.manager, HOST, self.pool.total_cores, self.pool.total_gpus,
@@ -139,7 +169,13 @@ class Lifecycle(Steering, Ledger, Drain):
         if self.reactor.signal_received:
             self.interrupt("signal")
             return
+        if self.launch_until is not None:
+            self.reactor.call_later(max(0.0, self.launch_until - time.monotonic()), self._early_stop)
         self.start_hooks()
+
+    def _early_stop(self) -> None:
+        if self.state.launching:
+            self.stop(f"{self.deadline_reason} in {self.options.early_stop:g} minutes (early_stop)")
 
     # -- the end ---------------------------------------------------------------------------------------
     def _kill_all(self, record: bool) -> None:
@@ -191,9 +227,11 @@ class Lifecycle(Steering, Ledger, Drain):
 
     def _end(self, error: Exception | None) -> int:
         self._kill_all(record=not isinstance(error, LeaseLost))
+        code = 0
         if error is None:
             try:
                 self._shutdown()
+                code = self._result_code()
             except (LeaseLost, DiskFull) as exc:
                 error = exc
         recorded = True
@@ -210,7 +248,19 @@ class Lifecycle(Steering, Ledger, Drain):
             return EXIT_DISK_FULL
         log.info("manager %s stopped (%s)", self.lease.manager, self.stop_reason or "drained")
         sig = self.reactor.signal_received
-        return 128 + sig if sig else 0
+        return 128 + sig if sig else code
+
+    def _result_code(self) -> int:
+        """0, or what is wrong: work left, max_failed_runs, runs failed (see the EXIT_* constants)."""
+        if self.later:
+            log.warning("%d runs left for a later allocation: their next step's timeout does not fit "
+                        "before the %s", len(self.later), self.deadline_reason)
+        if self.max_failed_stop:
+            return EXIT_MAX_FAILED
+        counts = self.store.counts_by_status()
+        if counts[RunStatus.QUEUED]:
+            return EXIT_WORK_LEFT
+        return EXIT_RUNS_FAILED if counts[RunStatus.FAILURE] or counts[RunStatus.ABORTED] else 0
 
     def _close(self) -> None:
         if isinstance(self.prefetch, Prefetcher):

@@ -73,19 +73,20 @@ class RunQueue:
         if self.reserved is run:
             self.reserved, self.passed = None, 0
 
-    def pick(self, room: int | None, never_fits: Callable[[RunState], bool]) -> list[tuple[RunState, Placement | None]]:
+    def pick(self, room: int | None,
+             cannot_start: Callable[[RunState], bool]) -> list[tuple[RunState, Placement | None]]:
         """Take runs that fit now (at most ``room`` of them when set) with their placements.
 
-        ``never_fits(run)`` is asked first for each waiting run; True drops it from the queue
-        (the caller fails or skips it).  A run whose steps are all done needs no placement.
+        ``cannot_start(run)`` is asked first for each run; True drops it from the queue (the
+        caller fails it or leaves it for later).  A run whose steps are all done needs no placement.
         """
         chosen: list[tuple[RunState, Placement | None]] = []
         full: set[Shape] = set()
-        for queue, scanning in ((self.ready, False), (self.waiting, True)):
+        for queue in (self.ready, self.waiting):
             for run in list(queue)[:SCAN_WINDOW]:
                 if room is not None and len(chosen) >= room or not self.pool.any_free():
                     return chosen
-                if scanning and never_fits(run):
+                if cannot_start(run):
                     queue.remove(run)
                     continue
                 placement = self._place(run, full)

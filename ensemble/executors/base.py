@@ -75,6 +75,14 @@ class Executor(ABC):
         """Kill what the ended attempt left behind outside its process group; return how many."""
         return 0
 
+    def start_room(self) -> int | None:
+        """How many attempts may start now (None: no limit of the executor's own)."""
+        return None
+
+    def next_start(self) -> float | None:
+        """When (``time.monotonic()``) more attempts may start, if the executor holds starts back now."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """What the engine logs about this executor at start."""
         return {"executor": self.name}

@@ -3,16 +3,7 @@ from __future__ import annotations
 
 from ensemble.launchers.base import Launcher
 from ensemble.launchers.local import LocalLauncher
+from ensemble.launchers.mpirun import MpirunLauncher
+from ensemble.launchers.srun import SrunLauncher
 
-LAUNCHERS: dict[str, type[Launcher]] = {"local": LocalLauncher}
-
-
-def get_launcher(name: str) -> Launcher:
-    """The launcher registered under ``name``."""
-    try:
-        return LAUNCHERS[name]()
-    except KeyError:
-        raise ValueError(f"launcher: unknown launcher {name!r} (known: {', '.join(LAUNCHERS)})") from None
-
-
-__all__ = ["LAUNCHERS", "Launcher", "LocalLauncher", "get_launcher"]
+__all__ = ["Launcher", "LocalLauncher", "MpirunLauncher", "SrunLauncher"]

@@ -1,5 +1,6 @@
 """Allocation providers: how the resources an engine runs on are obtained."""
 from ensemble.providers.base import Provider
 from ensemble.providers.local import LocalProvider
+from ensemble.providers.slurm import SlurmProvider
 
-__all__ = ["LocalProvider", "Provider"]
+__all__ = ["LocalProvider", "Provider", "SlurmProvider"]
