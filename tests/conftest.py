@@ -91,3 +91,18 @@ def sql(setup_dir: str | os.PathLike, query: str, params: tuple = ()) -> list[tu
     finally:
         conn.close()
     return rows
+
+
+@pytest.fixture(scope="session")
+def slurm_testbed():
+    """The real Slurm testbed (started if needed; see ``tests/slurm_helpers.py``)."""
+    from slurm_helpers import start_testbed
+
+    return start_testbed()
+
+
+@pytest.fixture
+def slurm(slurm_testbed, monkeypatch: pytest.MonkeyPatch):
+    """The testbed with ``SLURM_CONF`` set for this test's client commands."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_testbed.conf))
+    return slurm_testbed
