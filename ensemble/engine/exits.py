@@ -4,7 +4,7 @@ from __future__ import annotations
 import signal
 import time
 
-from ensemble.engine.runstate import Action, KillReason, Outcome, Phase, RunState, after_step, outcome_of
+from ensemble.engine.runstate import Action, EngineState, KillReason, Outcome, Phase, RunState, after_step, outcome_of
 from ensemble.status import RunStatus
 
 
@@ -44,6 +44,10 @@ class Exits:
         run.timers.clear()
         self.pool.release(run.placement)
         run.placement = None
+        if code != 0 and run.kill_reason is None and self.state is EngineState.INTERRUPTING:
+            # Ended badly while the manager is interrupted (Slurm signals every step of the job at
+            # once): the interruption, not the run, is to blame; it runs again later.
+            run.kill_reason = KillReason.INTERRUPTED
         self._step_done(run, code, outcome_of(code, run.kill_reason, self.config.abort_on), None)
 
     def end_attempt(self, run: RunState, code: int | None, outcome: Outcome) -> None:

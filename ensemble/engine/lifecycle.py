@@ -169,8 +169,11 @@ class Lifecycle(Steering, Ledger, Drain):
         if self.reactor.signal_received:
             self.interrupt("signal")
             return
+        if self.launch_until is not None and self.launch_until <= time.monotonic():
+            self._early_stop()
+            return
         if self.launch_until is not None:
-            self.reactor.call_later(max(0.0, self.launch_until - time.monotonic()), self._early_stop)
+            self.reactor.call_later(self.launch_until - time.monotonic(), self._early_stop)
         self.start_hooks()
 
     def _early_stop(self) -> None:

@@ -22,11 +22,15 @@ HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class Source(IntEnum):
-    """What a watched descriptor is; lower values are handled first in a turn."""
+    """What a watched descriptor is; lower values are handled first in a turn.
 
-    STEP = 0
-    HOOK = 1
-    SIGNAL = 2
+    A signal comes first: when Slurm signals the manager and its steps together, the steps that
+    end in the same turn are already known to be interrupted.
+    """
+
+    SIGNAL = 0
+    STEP = 1
+    HOOK = 2
 
 
 @dataclass(order=True)

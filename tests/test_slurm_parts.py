@@ -1,0 +1,75 @@
+"""Slurm pieces that need no Slurm: reading the allocation's descriptions, the step-rate limit."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from ensemble import Step
+from ensemble.errors import EnsembleError
+from ensemble.executors import Launch, SrunExecutor
+from ensemble.providers.slurm import _epoch, parse_cpus_per_node, parse_index_list, parse_job_record
+from ensemble.resources import Node, Pool
+
+RECORD = ("JobId=42 JobName=ens JobState=RUNNING TimeLimit=00:05:00 StartTime=2026-12-02T00:55:45 "
+          "EndTime=2026-12-02T01:00:45 NodeList=node[1-3] NumNodes=3 "
+          "JOB_GRES=gpu:6 Nodes=node[1-2] CPU_IDs=0-7 Mem=0 GRES=gpu:a100:2(IDX:0-1) "
+          "Nodes=node3 CPU_IDs=0-3 Mem=0 GRES=gpu:2(IDX:0,2) MinCPUsNode=1 Features=(null)")
+
+
+@pytest.mark.parametrize("value, nodes, expected", [
+    ("36(x2),20", 3, [36, 36, 20]),
+    ("8", 1, [8]),
+    ("4(x3)", 3, [4, 4, 4]),
+    ("2,3,4", 3, [2, 3, 4]),
+])
+def test_cpus_per_node_forms(value, nodes, expected):
+    assert parse_cpus_per_node(value, nodes) == expected
+
+
+@pytest.mark.parametrize("value, nodes", [("36(x2),20", 2), ("abc", 1), ("", 1)])
+def test_cpus_per_node_that_does_not_match_the_job_is_a_clear_error(value, nodes):
+    with pytest.raises(EnsembleError, match="SLURM_JOB_CPUS_PER_NODE"):
+        parse_cpus_per_node(value, nodes)
+
+
+def test_gpu_index_lists():
+    assert parse_index_list("0-1,3") == ["0", "1", "3"]
+    assert parse_index_list("5") == ["5"]
+    assert parse_index_list("") == []
+
+
+def test_job_record_keeps_every_node_group_in_order():
+    record = parse_job_record(RECORD)
+    assert record["Nodes"] == "node[1-2];node3"
+    assert record["GRES"] == "gpu:a100:2(IDX:0-1);gpu:2(IDX:0,2)"
+    assert record["CPU_IDs"] == "0-7;0-3"
+    assert record["NodeList"] == "node[1-3]"
+    assert _epoch(record["EndTime"]) - _epoch(record["StartTime"]) == 300
+
+
+def test_end_time_unknown_or_unlimited_is_none():
+    assert _epoch("Unknown") is None
+    assert _epoch(None) is None
+
+
+def _launch(tmp_path, k: int) -> Launch:
+    pool = Pool((Node("n", (0, 1, 2, 3)),))
+    return Launch(k, 0, 1, Step(["true"], batch_script=False), pool.allocate(1, 1, 0), ["true"], str(tmp_path),
+                  {}, str(tmp_path / f"{k}.out"), str(tmp_path / f"{k}.err"), f"test/{k}")
+
+
+def test_srun_executor_holds_starts_back_to_its_rate(tmp_path):
+    executor = SrunExecutor(rate=0.001, burst=3)
+    executor.set_base_env(dict(os.environ))
+    try:
+        assert executor.start_room() == 3 and executor.next_start() is None
+        handles = [executor.start(_launch(tmp_path, k)) for k in range(3)]
+        assert executor.start_room() == 0
+        assert executor.next_start() > time.monotonic() + 100, "the next token is ~1000 s away at 0.001/s"
+        for handle in handles:
+            os.waitid(os.P_PID, handle.pid, os.WEXITED | os.WNOWAIT)
+            assert executor.reap(handle) == 0
+    finally:
+        executor.close()
