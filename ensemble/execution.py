@@ -73,6 +73,15 @@ def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concur
     return spec
 
 
+def _check_no_flux(store: Store) -> None:
+    """``use_flux`` is recorded at create; until the Flux executor exists, executing such an
+    ensemble is refused rather than silently run without Flux."""
+    use_flux = (store.get_meta("config") or {}).get("use_flux")
+    if use_flux:
+        raise SpecError(f"use_flux: {use_flux!r} was given at create, but this version cannot run steps "
+                        "through Flux yet; recreate the ensemble with use_flux=False to use srun or local processes")
+
+
 def _check_not_busy(store: Store, allow_multiple: bool) -> None:
     for lease in live_leases(store):
         if not (allow_multiple and lease["allow_multiple"]):
@@ -88,6 +97,7 @@ def execute_local(setup_dir: Path, store: Store, blocking: bool, in_process: boo
     if not isinstance(blocking, bool):
         raise SpecTypeError(f"blocking: expected True or False, got {blocking!r}")
     spec = options_spec(**options)
+    _check_no_flux(store)
     _check_not_busy(store, spec["allow_multiple"])
     if blocking and in_process:
         code = run_engine(setup_dir, dict(spec))

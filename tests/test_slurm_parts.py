@@ -7,7 +7,7 @@ import time
 import pytest
 
 from ensemble import Step
-from ensemble.errors import EnsembleError
+from ensemble.errors import EnsembleError, SpecError
 from ensemble.executors import Launch, SrunExecutor
 from ensemble.providers.slurm import _epoch, parse_cpus_per_node, parse_index_list, parse_job_record
 from ensemble.resources import Node, Pool
@@ -73,3 +73,13 @@ def test_srun_executor_holds_starts_back_to_its_rate(tmp_path):
             assert executor.reap(handle) == 0
     finally:
         executor.close()
+
+
+def test_use_flux_is_refused_before_anything_runs(tmp_path):
+    from ensemble import Ensemble, Run
+
+    ens = Ensemble.create(runs=[Run({"x": 1})], application="/bin/true", setup_dir=tmp_path / "s",
+                          use_flux=True, app_is_batch_script=False)
+    with pytest.raises(SpecError, match="use_flux: True was given at create"):
+        ens.execute_local(blocking=True)
+    assert ens.attempts() == [] and not (tmp_path / "s" / "logs" / "manager.log").exists()
