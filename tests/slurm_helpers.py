@@ -44,6 +44,16 @@ class Slurm:
                       if "=" in t)
         return fields.get("JobState", "")
 
+    def submit(self, script: Path, out: Path, *options: str) -> str:
+        """``sbatch --parsable``: the job id (``sbatch --wait`` polls with growing sleeps: slow)."""
+        return self.run("sbatch", "--parsable", *options, "-o", str(out), str(script)).stdout.strip().split(";")[0]
+
+    def exit_code(self, job_id: str) -> int:
+        """The batch script's exit status as Slurm recorded it (``ExitCode=<status>:<signal>``)."""
+        fields = dict(t.split("=", 1) for t in self.run("scontrol", "show", "job", "-o", job_id).stdout.split()
+                      if "=" in t)
+        return int(fields["ExitCode"].split(":")[0])
+
     def wait_gone(self, job_ids: list[str], deadline: float = DEADLINE) -> None:
         """Wait until none of the jobs is in squeue."""
         end = time.monotonic() + deadline

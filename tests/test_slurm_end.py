@@ -10,22 +10,11 @@ from ensemble.engine import EXIT_WORK_LEFT
 from ensemble.status import RunStatus
 
 
-def submit(slurm, script, out, *options: str) -> str:
-    return slurm.run("sbatch", "--parsable", *options, "-o", str(out), str(script)).stdout.strip().split(";")[0]
-
-
-def exit_code(slurm, job_id: str) -> int:
-    """The batch script's exit status, as Slurm recorded it (``ExitCode=<status>:<signal>``)."""
-    fields = dict(t.split("=", 1) for t in slurm.run("scontrol", "show", "job", "-o", job_id).stdout.split()
-                  if "=" in t)
-    return int(fields["ExitCode"].split(":")[0])
-
-
 def test_sigterm_from_slurm_interrupts_and_requeues_without_counting(edir, slurm):
     tok = token()
     ens = create([run(i, sh(f"sleep 290.{tok}", tasks=2)) for i in range(1, 5)], max_restarts=0)
     script = batch_script(edir / "job.sh", ens.setup_dir)
-    job = submit(slurm, script, edir / "job.out", "-N", "1", "--exclusive", "-t", "5")
+    job = slurm.submit(script, edir / "job.out", "-N", "1", "--exclusive", "-t", "5")
     wait_for(lambda: sum(a["end"] is None for a in ens.attempts()) == 4 and len(pids_with(tok)) >= 8,
              "four 2-task steps to run")
     slurm.run("scancel", "--signal=TERM", "--full", job)
@@ -41,9 +30,9 @@ def test_step_whose_timeout_cannot_fit_waits_for_the_next_allocation(edir, slurm
     ens = create([run(1, sh("true")), run(2, sh("true", timeout=0.1)), run(3, sh("true", timeout=2)),
                   run(4, sh("true"))])
     script = batch_script(edir / "job.sh", ens.setup_dir)
-    job = submit(slurm, script, edir / "job.out", "-N", "1", "--exclusive", "-t", "1")
+    job = slurm.submit(script, edir / "job.out", "-N", "1", "--exclusive", "-t", "1")
     slurm.wait_gone([job])
-    assert exit_code(slurm, job) == EXIT_WORK_LEFT, (edir / "job.out").read_text()
+    assert slurm.exit_code(job) == EXIT_WORK_LEFT, (edir / "job.out").read_text()
     status = statuses(ens)
     assert status == {1: RunStatus.SUCCESS, 2: RunStatus.SUCCESS, 3: RunStatus.QUEUED, 4: RunStatus.SUCCESS}
     assert [a["run_id"] for a in ens.attempts()].count(3) == 0, "never started only to be killed"
@@ -56,9 +45,9 @@ def test_early_stop_starts_nothing_in_the_last_minutes(edir, slurm):
     ens = create([run(i, sh("true")) for i in range(1, 4)])
     script = batch_script(edir / "job.sh", ens.setup_dir, "--early-stop", "0.9")
     started = time.time()
-    job = submit(slurm, script, edir / "job.out", "-N", "1", "--exclusive", "-t", "1")
+    job = slurm.submit(script, edir / "job.out", "-N", "1", "--exclusive", "-t", "1")
     slurm.wait_gone([job])
-    assert exit_code(slurm, job) == EXIT_WORK_LEFT, (edir / "job.out").read_text()
+    assert slurm.exit_code(job) == EXIT_WORK_LEFT, (edir / "job.out").read_text()
     assert set(statuses(ens).values()) == {RunStatus.QUEUED}
     assert ens.attempts() == []
     stops = [e for e in events(ens, "stopping") if e["time"] >= started]

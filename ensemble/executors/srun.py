@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from ensemble.executors.base import Launch
 from ensemble.executors.local import LocalExecutor, LocalHandle
 
-#: Job steps created per second at most (``ENSEMBLE_SRUN_RATE`` overrides).  Above about 40 per
-#: second slurmctld answers "step creation temporarily disabled" and every srun retries.
-SRUN_RATE = 20.0
+#: Job steps created per second at most (``ENSEMBLE_SRUN_RATE`` overrides).  A burst of thousands
+#: of sruns makes slurmctld answer "step creation temporarily disabled" and every srun retry; on
+#: the test machine 60/s cost 10% against no limit (200 one-task runs on 32 CPUs: 3.0 s vs 2.7 s).
+SRUN_RATE = 60.0
 #: Steps that may start at once after a quiet spell.
-SRUN_BURST = 20
+SRUN_BURST = 60
 
 
 def srun_rate() -> float:

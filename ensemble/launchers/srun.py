@@ -36,4 +36,4 @@ class SrunLauncher(Launcher):
             words += ["-t", str(math.ceil(step.timeout) + 1)]
         if self.mpi:
             words += [f"--mpi={self.mpi}"]
-        return [*words, "--kill-on-bad-exit=1", "--quiet"]
+        return [*words, "--kill-on-bad-exit=1"]
