@@ -1,0 +1,34 @@
+"""``ensemble execute --block`` exit statuses: 0 all succeeded, 3 some failed, 5 work left."""
+from __future__ import annotations
+
+from engine_helpers import create, run, sh
+
+from ensemble.cli import main
+from ensemble.engine import EXIT_RUNS_FAILED, EXIT_WORK_LEFT
+
+
+def execute_block(ens, *args: str) -> int:
+    return main(["--setup-dir", str(ens.setup_dir), "execute", "--block", "--launcher", "local", *args])
+
+
+def test_all_succeeded_is_zero(edir):
+    ens = create([run(i, sh("true")) for i in range(1, 4)])
+    assert execute_block(ens) == 0
+
+
+def test_some_failed_is_three(edir):
+    ens = create([run(1, sh("true")), run(2, sh("exit 9"))])
+    assert execute_block(ens) == EXIT_RUNS_FAILED
+
+
+def test_work_left_is_five(edir):
+    # The timeout leaves 30 s; early_stop stops launching 1 minute before it: nothing starts.
+    ens = create([run(i, sh("true")) for i in range(1, 4)])
+    assert execute_block(ens, "--timeout", "0.5", "--early-stop", "1") == EXIT_WORK_LEFT
+    assert ens.attempts() == []
+    assert execute_block(ens) == 0, "the next execution does the work left"
+
+
+def test_python_api_returns_none_for_result_codes(edir):
+    ens = create([run(1, sh("exit 9"))])
+    assert ens.execute_local(blocking=True, launcher="local") is None
