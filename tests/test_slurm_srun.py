@@ -28,12 +28,12 @@ def test_own_batch_script_runs_every_step_through_srun(edir, slurm):
     attempts = ens.attempts()
     assert len(attempts) == 40
     nodes = {share["node"] for a in attempts for share in a["placement"]}
-    assert nodes == {"node1", "node2"}
+    assert len(nodes) == 2  # which two depends on what other jobs hold
     for a in attempts:
         assert a["command"][:2] == ["srun", "--exact"]
         where = Path(ens.runs([a["run_id"]])[0]["run_dir"], "where.txt").read_text()
         assert where.split()[0] in {s["node"] for s in a["placement"]}
-    for node in ("node1", "node2"):
+    for node in nodes:
         busy = [(a["start"], a["end"], sum(len(s["cores"]) for s in a["placement"] if s["node"] == node))
                 for a in attempts]
         assert peak(busy) <= CPUS
