@@ -3,6 +3,11 @@
 ``auto`` (the default): inside a Slurm job (``SLURM_JOB_ID`` set) with ``srun`` on PATH, steps
 start through ``srun`` on the job's nodes; anywhere else as plain local processes.  The choice is
 made once, when options are checked, so a wrong one is a clear error before anything runs.
+
+``mpi=`` (srun's ``--mpi=`` plugin) comes from the option, else from ``ENSEMBLE_MPI``, else is
+not passed at all (srun then uses ``SLURM_MPI_TYPE`` or Slurm's ``MpiDefault``).  It only
+concerns srun: other launchers ignore it.  ``launcher="mpirun"`` runs the program
+``ENSEMBLE_MPIRUN`` names (default ``mpirun``; ``mpiexec`` or a full path).
 """
 from __future__ import annotations
 
@@ -15,12 +20,17 @@ from typing import Any
 from ensemble.errors import SpecError
 from ensemble.executors import Executor, LocalExecutor, SrunExecutor
 from ensemble.launchers import Launcher, LocalLauncher, MpirunLauncher, SrunLauncher
+from ensemble.launchers.srun import srun_mpi_plugins
 from ensemble.providers import LocalProvider, Provider, SlurmProvider
 from ensemble.providers.slurm import in_slurm_job
 
 LAUNCHER_CHOICES = ("auto", "local", "srun", "mpirun")
 #: ``--mpi=`` values the srun launcher accepts (Slurm's plugin names; None: Slurm's MpiDefault).
 MPI_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+#: The ``--mpi=`` plugin when ``mpi=`` is not given.
+MPI_ENV = "ENSEMBLE_MPI"
+#: The program ``launcher="mpirun"`` runs (default ``mpirun``).
+MPIRUN_ENV = "ENSEMBLE_MPIRUN"
 
 
 @dataclass
@@ -30,6 +40,11 @@ class Backend:
     provider: Provider
     launcher: Launcher
     executor: Callable[[], Executor]
+
+
+def mpirun_program(env: Mapping[str, str] = os.environ) -> str:
+    """The program of the mpirun launcher: ``ENSEMBLE_MPIRUN`` or ``mpirun``."""
+    return env.get(MPIRUN_ENV) or "mpirun"
 
 
 def resolve_launcher(launcher: Any, env: Mapping[str, str] = os.environ) -> str:
@@ -42,17 +57,34 @@ def resolve_launcher(launcher: Any, env: Mapping[str, str] = os.environ) -> str:
         return "srun" if in_slurm_job(env) and shutil.which("srun") else "local"
     if launcher == "srun" and not in_slurm_job(env):
         raise SpecError("launcher: 'srun' needs a Slurm allocation (SLURM_JOB_ID is not set here)")
-    if launcher in ("srun", "mpirun") and not shutil.which(launcher):
-        raise SpecError(f"launcher: {launcher!r} is not on PATH")
+    if launcher == "srun" and not shutil.which("srun"):
+        raise SpecError("launcher: 'srun' is not on PATH")
+    if launcher == "mpirun" and not shutil.which(mpirun_program(env)):
+        where = f" ({MPIRUN_ENV})" if env.get(MPIRUN_ENV) else ""
+        raise SpecError(f"launcher: 'mpirun' runs {mpirun_program(env)!r}{where}, which is not on PATH")
     return launcher
 
 
-def check_mpi(mpi: Any) -> str | None:
-    """``mpi=``: None (Slurm's default) or a plugin name such as ``pmix``, ``pmi2``, ``none``."""
+def check_mpi(mpi: Any, launcher: str, env: Mapping[str, str] = os.environ) -> str | None:
+    """The ``srun --mpi=`` plugin for a resolved launcher: ``mpi=``, else ``ENSEMBLE_MPI``, else None
+    (Slurm's default); always None for launchers other than srun.
+
+    A name is a plugin name such as ``pmix``, ``pmi2``, ``none``; one that ``srun --mpi=list``
+    does not offer is a SpecError naming those it does (when it can say).
+    """
+    source = "mpi"
+    if mpi is None and env.get(MPI_ENV):
+        mpi, source = env[MPI_ENV], MPI_ENV
     if mpi is None:
         return None
     if not isinstance(mpi, str) or not mpi or not set(mpi) <= MPI_NAME_CHARS:
-        raise SpecError(f"mpi: expected an srun --mpi plugin name such as 'pmix', 'pmi2' or 'none', got {mpi!r}")
+        raise SpecError(f"{source}: expected an srun --mpi plugin name such as 'pmix', 'pmi2' or 'none', "
+                        f"got {mpi!r}")
+    if launcher != "srun":
+        return None
+    offered = srun_mpi_plugins()
+    if offered and mpi not in offered:
+        raise SpecError(f"{source}: srun offers --mpi={', '.join(sorted(offered))}, not {mpi!r}")
     return mpi
 
 
@@ -66,5 +98,5 @@ def choose_backend(launcher: str, mpi: str | None, cores: int | None, gpus: Any)
     if launcher == "srun":
         return Backend(provider, SrunLauncher(mpi), SrunExecutor)
     if launcher == "mpirun":
-        return Backend(provider, MpirunLauncher(), LocalExecutor)
+        return Backend(provider, MpirunLauncher(mpirun_program()), LocalExecutor)
     return Backend(provider, LocalLauncher(), LocalExecutor)

@@ -67,8 +67,8 @@ def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concur
     spec = dict(timeout=_positive("timeout", timeout, float), parallelism=_positive("parallelism", parallelism) or 1,
                 allow_multiple=allow_multiple, max_concurrency=_positive("max_concurrency", max_concurrency),
                 cores=_positive("cores", cores), gpus=gpus, kill_grace=float(kill_grace), log_layout=log_layout,
-                launcher=resolve_launcher(launcher), mpi=check_mpi(mpi),
-                early_stop=_positive("early_stop", early_stop, float))
+                launcher=resolve_launcher(launcher), early_stop=_positive("early_stop", early_stop, float))
+    spec["mpi"] = check_mpi(mpi, spec["launcher"])
     choose_backend(spec["launcher"], spec["mpi"], spec["cores"], spec["gpus"]).provider.nodes()
     return spec
 

@@ -72,6 +72,8 @@ GresTypes=gpu
 CONF
     local k
     for k in $(seq 1 "$nodes"); do
+        # Each node's TmpFS must exist: PMIx (srun --mpi=pmix) puts its per-step directories there.
+        mkdir -p "$S/tmp/node$k"
         echo "NodeName=node$k NodeHostname=$host NodeAddr=127.0.0.1 Port=$((6818 + k)) CPUs=$cpus RealMemory=8000 Gres=gpu:2 State=UNKNOWN" >>"$S/slurm.conf"
     done
     echo "PartitionName=debug Nodes=node[1-$nodes] Default=YES MaxTime=INFINITE State=UP" >>"$S/slurm.conf"
