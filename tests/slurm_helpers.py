@@ -54,6 +54,12 @@ class Slurm:
                       if "=" in t)
         return int(fields["ExitCode"].split(":")[0])
 
+    def sbatch_wait(self, script: Path, out: Path, *options: str) -> tuple[str, int]:
+        """Submit, wait until the job is gone; its id and the batch script's exit status."""
+        job_id = self.submit(script, out, *options)
+        self.wait_gone([job_id])
+        return job_id, self.exit_code(job_id)
+
     def wait_gone(self, job_ids: list[str], deadline: float = DEADLINE) -> None:
         """Wait until none of the jobs is in squeue."""
         end = time.monotonic() + deadline

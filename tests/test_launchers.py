@@ -21,7 +21,7 @@ from ensemble.resources import VISIBLE_DEVICES_VARS, Node, Placement, Pool, Shar
 #: ``srun --mpi=list`` of Slurm 22.05 (Debian 12), as printed.
 MPI_LIST = ("MPI plugin types are...\n\tpmix\n\tnone\n\tcray_shasta\n\tpmi2\n"
             "specific pmix plugin versions available: pmix_v4\n")
-SRUN_TAIL = ["--kill-on-bad-exit=1", "--quiet"]
+SRUN_TAIL = ["--kill-on-bad-exit=1"]
 
 
 def gpu_env(env: dict[str, str]) -> set[str]:

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from engine_helpers import create, execute, run, statuses
 from slurm_helpers import batch_script
-from test_slurm_srun import sbatch_wait
 
 from ensemble import Step
 from ensemble.status import RunStatus
@@ -66,7 +65,7 @@ def test_srun_pmix_world_spans_two_nodes(ranks_program, slurm):
     # same host name: Open MPI's shared-memory transport would mix up ranks of different nodes.
     script = batch_script(ranks_program.parent / "job.sh", ens.setup_dir,
                           before="export ENSEMBLE_MPI=pmix OMPI_MCA_btl=self,tcp")
-    _, code = sbatch_wait(slurm, script, "-N", "2", "--exclusive", "-t", "5", "-o", str(ranks_program.parent / "out"))
+    _, code = slurm.sbatch_wait(script, ranks_program.parent / "out", "-N", "2", "--exclusive", "-t", "5")
     assert code == 0, (ranks_program.parent / "out").read_text()
     assert statuses(ens) == {1: RunStatus.SUCCESS}
     (attempt,) = ens.attempts()

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from engine_helpers import create, run, sh, statuses, wait_file
 from slurm_helpers import GPUS, batch_script
-from test_slurm_srun import sbatch_wait
 
 from ensemble import CompositeRun, Step
 from ensemble.launchers import SrunLauncher
@@ -19,7 +18,7 @@ SEEN = 'echo "$SLURMD_NODENAME ${CUDA_VISIBLE_DEVICES-unset} ${SLURM_GPUS_ON_NOD
 
 def submit(slurm, ens, directory: Path, *options: str) -> None:
     script = batch_script(directory / "job.sh", ens.setup_dir)
-    _, code = sbatch_wait(slurm, script, *options, "--exclusive", "-t", "5", "-o", str(directory / "job.out"))
+    _, code = slurm.sbatch_wait(script, directory / "job.out", *options, "--exclusive", "-t", "5")
     assert code == 0, (directory / "job.out").read_text()
 
 

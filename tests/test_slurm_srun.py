@@ -12,19 +12,12 @@ from ensemble.engine import EXIT_RUNS_FAILED
 from ensemble.status import RunStatus
 
 
-def sbatch_wait(slurm, script: Path, out: Path, *options: str) -> tuple[str, int]:
-    """Submit, wait for the job to end; its id and exit code."""
-    job_id = slurm.submit(script, out, *options)
-    slurm.wait_gone([job_id])
-    return job_id, slurm.exit_code(job_id)
-
-
 def test_own_batch_script_runs_every_step_through_srun(edir, slurm):
     ens = create([run(i, sh("echo $SLURMD_NODENAME $SLURM_STEP_ID > where.txt", tasks=1 + i % 2,
                             cores_per_task=1 + i % 3)) for i in range(1, 41)])
     script = batch_script(edir / "job.sh", ens.setup_dir)
     started_at = time.time()
-    job, code = sbatch_wait(slurm, script, edir / "job.out", "-N", "2", "--exclusive", "-t", "5")
+    job, code = slurm.sbatch_wait(script, edir / "job.out", "-N", "2", "--exclusive", "-t", "5")
     assert code == 0, (edir / "job.out").read_text()
     assert set(statuses(ens).values()) == {RunStatus.SUCCESS}
     attempts = ens.attempts()
@@ -49,5 +42,5 @@ def test_own_batch_script_runs_every_step_through_srun(edir, slurm):
 def test_exit_code_says_some_runs_failed(edir, slurm):
     ens = create([run(1, sh("true")), run(2, sh("exit 7"))])
     script = batch_script(edir / "job.sh", ens.setup_dir)
-    _, code = sbatch_wait(slurm, script, edir / "job.out", "-N", "1", "--exclusive", "-t", "5")
+    _, code = slurm.sbatch_wait(script, edir / "job.out", "-N", "1", "--exclusive", "-t", "5")
     assert code == EXIT_RUNS_FAILED, (edir / "job.out").read_text()
