@@ -299,9 +299,9 @@ class Ensemble:
             timeout: the allocation's time limit in minutes (``--time``; default: the partition's).
             repeats: follow-up allocations to queue, one at a time, while runs are left when an
                 allocation ends; the one still queued is cancelled when the ensemble completes.
-            parallelism, early_stop, allow_multiple, max_concurrency, launcher, mpi, kill_grace,
-                log_layout: the manager's options, as for :meth:`execute_local`; ``launcher``
-                is decided inside the job (``auto``: ``srun``).
+            parallelism, early_stop, allow_multiple, max_concurrency: as for :meth:`execute_local`.
+            launcher, mpi, kill_grace, log_layout: as for :meth:`execute_local`; the launcher is
+                checked by name here and decided inside the job (``auto``: ``srun``).
 
         Raises:
             ValueError, TypeError: for invalid arguments, naming field and value.

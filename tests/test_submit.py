@@ -120,3 +120,24 @@ def test_chain_records_follow_the_commands(ens):
     assert allocations.find(ens.store, "12") is None
     with pytest.raises(EnsembleError, match="no allocation chain"):
         ens._submit(allocations.command("started", "99", "99"))
+
+
+def test_follow_up_that_finds_nothing_queued_exits_at_once(ens, monkeypatch, capsys):
+    from ensemble import chain
+
+    ens.execute_local(blocking=True, launcher="local")
+    ens._submit(allocations.command("submitted", "10", "10", script="/s", repeats=2))
+    ens._submit(allocations.command("follow_up", "10", "11", after="10"))
+    monkeypatch.setenv("SLURM_JOB_ID", "11")
+    assert chain.run_in_job(ens, lambda: pytest.fail("the engine must not run")) == 0
+    assert allocations.chains(ens.store)["10"] == {"current": "11", "pending": None, "repeats_left": 1,
+                                                   "script": "/s", "jobs": ["10", "11"]}
+    assert "no run is queued" in capsys.readouterr().err
+
+
+def test_job_outside_any_chain_just_runs(ens, monkeypatch):
+    from ensemble import chain
+
+    monkeypatch.setenv("SLURM_JOB_ID", "12345")
+    assert chain.run_in_job(ens, lambda: 7) == 7
+    assert allocations.chains(ens.store) == {}
