@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from engine_helpers import create, events, peak, run, sh, statuses, wait_for
+from engine_helpers import create, events, peak, run, sh, start_detached, statuses, wait_for, wait_manager_exit
 from slurm_helpers import CPUS, DEADLINE
 
 from ensemble import allocations
@@ -79,9 +79,10 @@ def test_repeats_finish_the_ensemble_over_several_allocations(edir, slurm):
 
 
 def test_step_whose_timeout_does_not_fit_runs_in_the_next_allocation(edir, slurm):
-    # Run 1 takes 22 s; then run 2's 30 s step timeout no longer fits before the manager's end
-    # (60 - 11 s): it stays queued (exit 5) and runs in the follow-up, where it fits.
-    ens = create([run(1, sh("sleep 22")), run(2, sh("true", timeout=0.5))])
+    # Run 1 takes 10 s; then run 2's 42 s step timeout no longer fits before the manager's end
+    # (at most 60 - 11 s after the job's start): it stays queued (exit 5) and runs in the
+    # follow-up, where it fits.
+    ens = create([run(1, sh("sleep 10")), run(2, sh("true", timeout=0.7))])
     first = ens.execute_alloc(nodes=1, timeout=1, repeats=1, max_concurrency=1, kill_grace=1)
     jobs = wait_chain_done(slurm, ens, first)
     assert set(statuses(ens).values()) == {RunStatus.SUCCESS}, output(ens, jobs[-1])
@@ -91,3 +92,17 @@ def test_step_whose_timeout_does_not_fit_runs_in_the_next_allocation(edir, slurm
     (late,) = ens.attempts(2)
     assert late["outcome"] == "success" and late["start"] > second[0]["time"]
     assert not set(jobs) & set(slurm.squeue())
+
+
+def test_alloc_while_a_manager_runs_is_recorded_by_that_manager(edir, slurm):
+    # The running manager is the only writer: the chain's record reaches it through its inbox,
+    # and the job, released only once that record is in, shares the work.
+    ens = create([run(i, sh("sleep 0.5")) for i in range(1, 41)])
+    pid = start_detached(ens, cores=1, launcher="local", allow_multiple=True)
+    wait_for(lambda: ens.count_running(), "the local manager to start runs")
+    job = ens.execute_alloc(nodes=1, timeout=5, allow_multiple=True)
+    assert [e["detail"]["job_id"] for e in events(ens, "alloc_submitted")] == [job]
+    slurm.wait_gone([job])
+    wait_manager_exit(ens, pid, DEADLINE)
+    assert set(statuses(ens).values()) == {RunStatus.SUCCESS}, output(ens, job)
+    assert job in [e["detail"].get("job_id") for e in events(ens, "manager_started")]
