@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING
 from ensemble import allocations
 from ensemble.engine import EXIT_WORK_LEFT
 from ensemble.errors import EnsembleError
-from ensemble.providers.sbatch import AllocRequest, release, render_script, sbatch, scancel, write_script
+from ensemble.providers.sbatch import AllocRequest, check_request, release, render_script, sbatch, scancel, write_script
 from ensemble.status import RunStatus
+
+__all__ = ["check_request", "run_in_job", "script_text", "submit_alloc"]
 
 if TYPE_CHECKING:
     from ensemble.manager import Ensemble

@@ -286,10 +286,9 @@ class Ensemble:
                       kill_grace: float = 3.0, log_layout: str = "split") -> str:
         """Request a Slurm allocation that executes the ensemble; return its job id.
 
-        Writes ``<setup_dir>/batch/ensemble-<n>.sbatch`` (readable and editable) and submits it
-        with ``sbatch``; the job runs ``ensemble execute --block`` and writes its output to
-        ``<setup_dir>/logs/slurm-<job id>.out``.  Every argument is checked before anything
-        is written.
+        Checks every argument, then writes ``<setup_dir>/batch/ensemble-<n>.sbatch`` (editable)
+        and submits it; the job runs ``ensemble execute --block`` (output in
+        ``<setup_dir>/logs/slurm-<job id>.out``; see :doc:`hpc`).
 
         Args:
             nodes: whole nodes to allocate (``--nodes``, with ``--exclusive``).
@@ -307,12 +306,11 @@ class Ensemble:
             ValueError, TypeError: for invalid arguments, naming field and value.
             EnsembleError: ``sbatch`` is missing or rejected the job.
         """
-        from ensemble import chain
-        from ensemble.providers.sbatch import check_request
+        from ensemble.chain import check_request, submit_alloc
 
-        request = check_request(nodes, partition, bank, name, timeout, repeats, parallelism, early_stop,
-                                allow_multiple, max_concurrency, launcher, mpi, kill_grace, log_layout)
-        return chain.submit_alloc(self, request)
+        return submit_alloc(self, check_request(nodes, partition, bank, name, timeout, repeats, parallelism,
+                                                early_stop, allow_multiple, max_concurrency, launcher, mpi,
+                                                kill_grace, log_layout))
 
     # -- summaries -----------------------------------------------------------------
     def as_dataframe(self, include_none: bool = True):

@@ -43,6 +43,7 @@ def test_alloc_packs_200_mixed_runs_on_two_nodes_and_status_works_outside(edir, 
     outside = subprocess.run([sys.executable, "-m", "ensemble", "--setup-dir", str(ens.setup_dir), "status",
                               "--json"], capture_output=True, text=True, check=True)
     assert json.loads(outside.stdout)["total"] == 200
+    assert job in slurm.squeue()  # so the status above was read while the job ran
     slurm.wait_gone([job])
     assert set(statuses(ens).values()) == {RunStatus.SUCCESS}, output(ens, job)
     assert job_field(slurm, job, "ExitCode") == "0:0"
