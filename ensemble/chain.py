@@ -129,7 +129,8 @@ def run_in_job(ensemble: Ensemble, execute: Callable[[], int]) -> int:
         raise
     if follow:
         stopped = (ensemble.store.get_meta("stop_requested") or 0) >= started
-        if code != EXIT_WORK_LEFT or stopped or not _queued(ensemble):
-            _cancel(ensemble, chain_id, follow, "stop requested" if stopped and _queued(ensemble)
-                    else f"the ensemble is done (exit {code})")
+        left = _queued(ensemble)
+        if code != EXIT_WORK_LEFT or stopped or not left:
+            why = "no run is queued" if not left else "stop requested" if stopped else f"the manager exited {code}"
+            _cancel(ensemble, chain_id, follow, why)
     return code
