@@ -28,7 +28,7 @@ EXIT_USER_ERROR = 2
 #: Exit status when standard output is closed early: 128 + SIGPIPE, what a shell reports for ``cat | head``.
 EXIT_BROKEN_PIPE = 141
 #: Commands that write into the setup directory (the database, logs, the inbox).
-SETUP_WRITERS = ("create", "add", "requeue", "dequeue", "execute")
+SETUP_WRITERS = ("create", "add", "requeue", "dequeue", "execute", "submit")
 
 
 def runs_from_csv(args: argparse.Namespace) -> list[Run]:
@@ -149,17 +149,18 @@ def cmd_rundirs(args: argparse.Namespace) -> None:
 
 def cmd_execute(args: argparse.Namespace) -> int:
     """Start a manager; with --block the exit status is the manager's (see ``docs/cli.rst``)."""
-    from ensemble import execution
+    from ensemble import chain, execution
 
     ensemble = _open(args)
     # --block runs the manager in this process (no second interpreter to start).
+    start = lambda: execution.execute_local(  # noqa: E731
+        ensemble.setup_dir, ensemble.store, blocking=args.block, in_process=args.block, timeout=args.timeout,
+        parallelism=args.parallelism, allow_multiple=args.allow_multiple, max_concurrency=args.max_concurrency,
+        cores=args.cores, gpus=args.gpus, kill_grace=args.kill_grace, log_layout=args.logs,
+        launcher=args.launcher, mpi=args.mpi, early_stop=args.early_stop)
     try:
-        pid = execution.execute_local(ensemble.setup_dir, ensemble.store, blocking=args.block,
-                                      in_process=args.block, timeout=args.timeout, parallelism=args.parallelism,
-                                      allow_multiple=args.allow_multiple, max_concurrency=args.max_concurrency,
-                                      cores=args.cores, gpus=args.gpus, kill_grace=args.kill_grace,
-                                      log_layout=args.logs, launcher=args.launcher, mpi=args.mpi,
-                                      early_stop=args.early_stop)
+        # Inside a job of an allocation chain (ensemble submit --repeats), a blocking manager is one link.
+        pid = chain.run_in_job(ensemble, start) if args.block else start()
     except ManagerFailed as exc:
         print(f"ensemble: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -169,6 +170,38 @@ def cmd_execute(args: argparse.Namespace) -> int:
         return pid
     print(f"manager pid {pid} started; log: {ensemble.setup_dir / 'logs' / 'manager.log'}")
     return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    """Write and submit the batch script (``--dry-run``: print it, write and submit nothing)."""
+    from ensemble import chain
+    from ensemble.providers.sbatch import check_request
+
+    ensemble = _open(args)
+    request = check_request(args.nodes, args.partition, args.bank, args.name, args.time, args.repeats,
+                            args.parallelism, args.early_stop, args.allow_multiple, args.max_concurrency,
+                            args.launcher, args.mpi, args.kill_grace, args.logs)
+    if args.dry_run:
+        print(chain.script_text(ensemble, request), end="")
+        return
+    job = chain.submit_alloc(ensemble, request)
+    print(f"submitted job {job}; output: {ensemble.setup_dir / 'logs' / f'slurm-{job}.out'}")
+
+
+def _add_manager_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the manager, for ``execute`` and ``submit``."""
+    parser.add_argument("--max-concurrency", type=int, help="most runs in flight at once")
+    parser.add_argument("--parallelism", type=int, help="hook worker processes (default 1)")
+    parser.add_argument("--kill-grace", type=float, default=3.0,
+                        help="seconds between SIGTERM and SIGKILL when a step is killed (default 3)")
+    parser.add_argument("--logs", choices=("split", "combined"), default="split",
+                        help="one .out and one .err per attempt (split, default) or one .log with both")
+    parser.add_argument("--allow-multiple", action="store_true", help="share the work with other managers")
+    parser.add_argument("--launcher", choices=LAUNCHER_CHOICES, default="auto",
+                        help="how steps start: auto (srun inside a Slurm job, else local), local, srun, mpirun")
+    parser.add_argument("--mpi", help="srun --mpi= plugin for steps (default: Slurm's MpiDefault)")
+    parser.add_argument("--early-stop", type=float,
+                        help="minutes before the allocation's end (or --timeout) to stop starting runs")
 
 
 def cmd_attempts(args: argparse.Namespace) -> None:
@@ -258,22 +291,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     execute = sub.add_parser("execute", help="execute the ensemble on this machine")
     execute.add_argument("--block", action="store_true", help="wait until the manager exits")
-    execute.add_argument("--max-concurrency", type=int, help="most runs in flight at once")
     execute.add_argument("--timeout", type=float, help="minutes to run, then interrupt running steps")
     execute.add_argument("--cores", type=int, help="cores to use (default: detected)")
     execute.add_argument("--gpus", type=int, help="GPUs to use (default: detected)")
-    execute.add_argument("--parallelism", type=int, help="hook worker processes (default 1)")
-    execute.add_argument("--kill-grace", type=float, default=3.0,
-                         help="seconds between SIGTERM and SIGKILL when a step is killed (default 3)")
-    execute.add_argument("--logs", choices=("split", "combined"), default="split",
-                         help="one .out and one .err per attempt (split, default) or one .log with both")
-    execute.add_argument("--allow-multiple", action="store_true", help="share the work with other managers")
-    execute.add_argument("--launcher", choices=LAUNCHER_CHOICES, default="auto",
-                         help="how steps start: auto (srun inside a Slurm job, else local), local, srun, mpirun")
-    execute.add_argument("--mpi", help="srun --mpi= plugin for steps (default: Slurm's MpiDefault)")
-    execute.add_argument("--early-stop", type=float,
-                         help="minutes before the allocation's end (or --timeout) to stop starting runs")
+    _add_manager_options(execute)
     execute.set_defaults(func=cmd_execute)
+
+    submit = sub.add_parser("submit", help="submit a Slurm batch job that executes the ensemble")
+    submit.add_argument("--nodes", type=int, default=1, help="whole nodes to allocate (default 1)")
+    submit.add_argument("--partition", help="Slurm partition (default: Slurm's)")
+    submit.add_argument("--bank", help="account to charge (sbatch --account)")
+    submit.add_argument("--name", default="ensemble", help="job name (default ensemble)")
+    submit.add_argument("--time", type=int, help="the allocation's time limit in minutes")
+    submit.add_argument("--repeats", type=int, default=0,
+                        help="follow-up allocations while runs are left when one ends (default 0)")
+    _add_manager_options(submit)
+    submit.add_argument("--dry-run", action="store_true", help="print the batch script; write and submit nothing")
+    submit.set_defaults(func=cmd_submit)
 
     attempts = sub.add_parser("attempts", help="every recorded attempt of the given runs")
     attempts.add_argument("ids", nargs="+")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ensemble import allocations
 from ensemble.config import EnsembleConfig
 from ensemble.errors import EnsembleError
 from ensemble.intake import RunIntake
@@ -119,6 +120,8 @@ def apply_command(store: Store, config: EnsembleConfig, command: dict[str, Any],
         store.add_events([(i, kind, {"by": "dequeue"} if op == "dequeue" else None) for i in changed])
     elif op == "on_completion":
         store.set_meta("on_completion", _on_completion_spec(command["spec"]))
+    elif op == "alloc":
+        allocations.apply(store, command)
     elif op == "stop":
         store.set_meta("stop_requested", time.time())
         store.add_events([(None, "stop_requested", command.get("reason"))])

@@ -51,23 +51,30 @@ def _positive(name: str, value: Any, number: type = int) -> Any:
     return value
 
 
-def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concurrency: Any, cores: Any,
-                 gpus: Any, kill_grace: Any = 3.0, log_layout: Any = "split", launcher: Any = None,
-                 mpi: Any = None, early_stop: Any = None) -> dict[str, Any]:
-    """Validated execution options as plain JSON (what a manager process receives); the launcher
-    is resolved here (``auto`` becomes what was detected) and the allocation is read once."""
+def manager_options(parallelism: Any, allow_multiple: Any, max_concurrency: Any, kill_grace: Any = 3.0,
+                    log_layout: Any = "split", mpi: Any = None, early_stop: Any = None) -> dict[str, Any]:
+    """The checked options every manager takes, wherever it runs (no launcher, no resources)."""
     if not isinstance(allow_multiple, bool):
         raise SpecTypeError(f"allow_multiple: expected True or False, got {allow_multiple!r}")
-    gpus = gpu_option(gpus)
     if isinstance(kill_grace, bool) or not isinstance(kill_grace, (int, float)) or not (
             math.isfinite(kill_grace) and kill_grace >= 0):
         raise SpecError(f"kill_grace: expected seconds >= 0, got {kill_grace!r}")
     if log_layout not in LOG_LAYOUTS:
         raise SpecError(f"log_layout: expected one of {', '.join(LOG_LAYOUTS)}, got {log_layout!r}")
-    spec = dict(timeout=_positive("timeout", timeout, float), parallelism=_positive("parallelism", parallelism) or 1,
-                allow_multiple=allow_multiple, max_concurrency=_positive("max_concurrency", max_concurrency),
-                cores=_positive("cores", cores), gpus=gpus, kill_grace=float(kill_grace), log_layout=log_layout,
-                launcher=resolve_launcher(launcher), early_stop=_positive("early_stop", early_stop, float))
+    check_mpi(mpi, launcher="")  # the name only: the launcher is decided where the manager runs
+    return dict(parallelism=_positive("parallelism", parallelism) or 1, allow_multiple=allow_multiple,
+                max_concurrency=_positive("max_concurrency", max_concurrency), kill_grace=float(kill_grace),
+                log_layout=log_layout, mpi=mpi, early_stop=_positive("early_stop", early_stop, float))
+
+
+def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concurrency: Any, cores: Any,
+                 gpus: Any, kill_grace: Any = 3.0, log_layout: Any = "split", launcher: Any = None,
+                 mpi: Any = None, early_stop: Any = None) -> dict[str, Any]:
+    """Validated execution options as plain JSON (what a manager process receives); the launcher
+    is resolved here (``auto`` becomes what was detected) and the allocation is read once."""
+    spec = manager_options(parallelism, allow_multiple, max_concurrency, kill_grace, log_layout, mpi, early_stop)
+    spec.update(timeout=_positive("timeout", timeout, float), cores=_positive("cores", cores),
+                gpus=gpu_option(gpus), launcher=resolve_launcher(launcher))
     spec["mpi"] = check_mpi(mpi, spec["launcher"])
     choose_backend(spec["launcher"], spec["mpi"], spec["cores"], spec["gpus"]).provider.nodes()
     return spec

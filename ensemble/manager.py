@@ -279,6 +279,39 @@ class Ensemble:
                                 max_concurrency=max_concurrency, cores=cores, gpus=gpus, kill_grace=kill_grace,
                                 log_layout=log_layout, launcher=launcher, mpi=mpi, early_stop=early_stop)
 
+    def execute_alloc(self, nodes: int = 1, partition: str | None = None, bank: str | None = None,
+                      name: str = "ensemble", timeout: int | None = None, repeats: int = 0,
+                      parallelism: int | None = None, early_stop: float | None = None, allow_multiple: bool = False,
+                      max_concurrency: int | None = None, *, launcher: str = "auto", mpi: str | None = None,
+                      kill_grace: float = 3.0, log_layout: str = "split") -> str:
+        """Request a Slurm allocation that executes the ensemble; return its job id.
+
+        Checks every argument, then writes ``<setup_dir>/batch/ensemble-<n>.sbatch`` (editable)
+        and submits it; the job runs ``ensemble execute --block`` (output in
+        ``<setup_dir>/logs/slurm-<job id>.out``; see :doc:`hpc`).
+
+        Args:
+            nodes: whole nodes to allocate (``--nodes``, with ``--exclusive``).
+            partition: the Slurm partition (``--partition``; default: Slurm's).
+            bank: the account to charge (``--account``).
+            name: the job name (``--job-name``).
+            timeout: the allocation's time limit in minutes (``--time``; default: the partition's).
+            repeats: follow-up allocations to queue, one at a time, while runs are left when an
+                allocation ends; the one still queued is cancelled when the ensemble completes.
+            parallelism, early_stop, allow_multiple, max_concurrency: as for :meth:`execute_local`.
+            launcher, mpi, kill_grace, log_layout: as for :meth:`execute_local`; the launcher is
+                checked by name here and decided inside the job (``auto``: ``srun``).
+
+        Raises:
+            ValueError, TypeError: for invalid arguments, naming field and value.
+            EnsembleError: ``sbatch`` is missing or rejected the job.
+        """
+        from ensemble.chain import check_request, submit_alloc
+
+        return submit_alloc(self, check_request(nodes, partition, bank, name, timeout, repeats, parallelism,
+                                                early_stop, allow_multiple, max_concurrency, launcher, mpi,
+                                                kill_grace, log_layout))
+
     # -- summaries -----------------------------------------------------------------
     def as_dataframe(self, include_none: bool = True):
         """A pandas DataFrame indexed by run id: sample labels, result keys, status, restarts, timing.

@@ -1,0 +1,136 @@
+"""Allocations from Slurm: :meth:`Ensemble.execute_alloc` and the repeats that follow it.
+
+``execute_alloc`` writes the batch script, submits it and records the job as a new chain (see
+:mod:`ensemble.allocations`).  When ``ensemble execute --block`` starts inside a job of a chain
+(``SLURM_JOB_ID`` is the chain's current job or its pending follow-up), :func:`run_in_job`:
+
+1. records a starting follow-up as the chain's current job;
+2. exits 0 at once if no run is queued (a follow-up the ensemble no longer needs);
+3. if repeats are left, submits the follow-up (the same script, ``--dependency=afterany:<this
+   job>``) *before* the engine runs, so it is queued however this job ends (time limit, node
+   failure, SIGKILL);
+4. runs the engine; afterwards, unless runs are still queued and the manager stopped only for
+   want of time (exit 5, no stop requested), cancels the follow-up, so no allocation outlives
+   the ensemble.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ensemble import allocations
+from ensemble.engine import EXIT_WORK_LEFT
+from ensemble.errors import EnsembleError
+from ensemble.providers.sbatch import AllocRequest, check_request, release, render_script, sbatch, scancel, write_script
+from ensemble.status import RunStatus
+
+__all__ = ["check_request", "run_in_job", "script_text", "submit_alloc"]
+
+if TYPE_CHECKING:
+    from ensemble.manager import Ensemble
+
+#: Seconds a running manager has to record a new chain (it reads its inbox every second).
+RECORD_WAIT = 30.0
+
+
+def script_text(ensemble: Ensemble, request: AllocRequest) -> str:
+    """The batch script ``execute_alloc`` would submit (nothing is written)."""
+    return render_script(ensemble.setup_dir, request)
+
+
+def submit_alloc(ensemble: Ensemble, request: AllocRequest) -> str:
+    """Write the batch script, submit it, record the new chain; return the job id.
+
+    The job is submitted held and released once the chain is recorded: a job that started
+    first would not know it belongs to a chain."""
+    path = write_script(ensemble.setup_dir, script_text(ensemble, request))
+    try:
+        job = sbatch(path, hold=True)
+    except EnsembleError:
+        path.unlink(missing_ok=True)
+        raise
+    try:
+        how = ensemble._submit(allocations.command("submitted", job, job, script=str(path),
+                                                   repeats=request.repeats, nodes=request.nodes,
+                                                   time_limit=request.timeout))
+        end = time.monotonic() + RECORD_WAIT
+        while how == "posted" and not allocations.find(ensemble.store, job):
+            if time.monotonic() > end:
+                raise EnsembleError(f"the running manager did not record allocation {job} "
+                                    f"within {RECORD_WAIT:g} s")
+            time.sleep(0.1)
+        release(job)
+    except BaseException:
+        scancel(job)
+        path.unlink(missing_ok=True)
+        raise
+    return job
+
+
+def _queued(ensemble: Ensemble) -> int:
+    return ensemble.count_by_status(RunStatus.QUEUED)
+
+
+def _say(message: str) -> None:
+    """A line in the job's output (``<setup_dir>/logs/slurm-<job>.out``)."""
+    print(f"ensemble: {message}", file=sys.stderr, flush=True)
+
+
+def _cancel(ensemble: Ensemble, chain_id: str, job: str, reason: str) -> None:
+    try:
+        scancel(job)
+    except EnsembleError as exc:
+        _say(f"could not cancel follow-up allocation {job}: {exc}")
+        return
+    ensemble._submit(allocations.command("cancelled", chain_id, job, reason=reason))
+    _say(f"cancelled follow-up allocation {job}: {reason}")
+
+
+def _follow_up(ensemble: Ensemble, chain_id: str, chain: dict, job: str) -> str | None:
+    """Submit the next allocation of the chain, held until this job ends; None if none is due."""
+    if chain["pending"] not in (None, job):
+        return chain["pending"]
+    if chain["repeats_left"] <= 0:
+        return None
+    try:
+        follow = sbatch(chain["script"], after=job)
+    except EnsembleError as exc:
+        _say(f"no follow-up allocation: {exc}")
+        return None
+    ensemble._submit(allocations.command("follow_up", chain_id, follow, after=job,
+                                         repeats_left=chain["repeats_left"] - 1))
+    _say(f"follow-up allocation {follow} queued after {job} ({chain['repeats_left'] - 1} repeats left)")
+    return follow
+
+
+def run_in_job(ensemble: Ensemble, execute: Callable[[], int]) -> int:
+    """Run ``execute`` (a blocking manager; returns its result code) as one link of an allocation
+    chain when this process runs in a job of one; otherwise just run it."""
+    job = os.environ.get("SLURM_JOB_ID", "")
+    found = allocations.find(ensemble.store, job) if job else None
+    if found is None:
+        return execute()
+    chain_id, chain = found
+    started = time.time()
+    if chain["pending"] == job:
+        ensemble._submit(allocations.command("started", chain_id, job))
+    if not _queued(ensemble):
+        _say(f"allocation {job}: no run is queued, nothing to do")
+        return 0
+    follow = _follow_up(ensemble, chain_id, chain, job)
+    try:
+        code = execute()
+    except EnsembleError:
+        if follow:
+            _cancel(ensemble, chain_id, follow, "the manager failed")
+        raise
+    if follow:
+        stopped = (ensemble.store.get_meta("stop_requested") or 0) >= started
+        left = _queued(ensemble)
+        if code != EXIT_WORK_LEFT or stopped or not left:
+            why = "no run is queued" if not left else "stop requested" if stopped else f"the manager exited {code}"
+            _cancel(ensemble, chain_id, follow, why)
+    return code
