@@ -180,10 +180,10 @@ def test_requeue_of_a_dying_dequeued_run_runs_it_again(edir):
     slow_to_die = ("import os, pathlib, signal, sys, time\n"
                    "if os.path.exists('second'):\n    sys.exit(0)\n"
                    "pathlib.Path('second').touch()\n"
-                   "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1.5), sys.exit(1)))\n"
+                   "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(5), sys.exit(1)))\n"
                    "while True:\n    time.sleep(0.05)\n")
     ens = create([run(1, py(slow_to_die))])
-    pid = start_detached(ens, cores=1)
+    pid = start_detached(ens, cores=1, kill_grace=10)  # dying takes 5 s: room for a loaded machine
     wait_for(lambda: open_attempts(ens), "run 1 to be running")
     ens.dequeue_runs([1])
     wait_for(lambda: statuses(ens)[1] is RunStatus.KILLED, "run 1 to be killed")
