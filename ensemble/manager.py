@@ -262,7 +262,8 @@ class Ensemble:
                 ``"combined"`` (one ``.log`` holding both streams: one file less per attempt).
             launcher: how steps start: ``"auto"`` (``srun`` inside a Slurm job, else local
                 processes), ``"local"``, ``"srun"`` or ``"mpirun"`` (see :doc:`hpc`).
-            mpi: the ``srun --mpi=`` plugin for steps (``"pmix"``, ``"pmi2"``; default: Slurm's).
+            mpi: the ``srun --mpi=`` plugin for steps (``"pmix"``, ``"pmi2"``; default:
+                ``$ENSEMBLE_MPI``, else Slurm's ``MpiDefault``).
             early_stop: minutes before the allocation's end (or ``timeout``) after which no new
                 run starts; running ones go on until the end.
 
