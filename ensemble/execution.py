@@ -53,7 +53,7 @@ def _positive(name: str, value: Any, number: type = int) -> Any:
 
 def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concurrency: Any, cores: Any,
                  gpus: Any, kill_grace: Any = 3.0, log_layout: Any = "split", launcher: Any = None,
-                 mpi: Any = None, early_stop: Any = None) -> dict[str, Any]:
+                 mpi: Any = None, early_stop: Any = None, queued: int = 0) -> dict[str, Any]:
     """Validated execution options as plain JSON (what a manager process receives); the launcher
     is resolved here (``auto`` becomes what was detected) and the allocation is read once."""
     if not isinstance(allow_multiple, bool):
@@ -67,7 +67,7 @@ def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concur
     spec = dict(timeout=_positive("timeout", timeout, float), parallelism=_positive("parallelism", parallelism) or 1,
                 allow_multiple=allow_multiple, max_concurrency=_positive("max_concurrency", max_concurrency),
                 cores=_positive("cores", cores), gpus=gpus, kill_grace=float(kill_grace), log_layout=log_layout,
-                launcher=resolve_launcher(launcher), mpi=check_mpi(mpi),
+                launcher=resolve_launcher(launcher, queued=queued), mpi=check_mpi(mpi),
                 early_stop=_positive("early_stop", early_stop, float))
     choose_backend(spec["launcher"], spec["mpi"], spec["cores"], spec["gpus"]).provider.nodes()
     return spec
@@ -87,7 +87,7 @@ def execute_local(setup_dir: Path, store: Store, blocking: bool, in_process: boo
     the result code (0 or an EXIT_* of :data:`RESULT_CODES`); else None."""
     if not isinstance(blocking, bool):
         raise SpecTypeError(f"blocking: expected True or False, got {blocking!r}")
-    spec = options_spec(**options)
+    spec = options_spec(**options, queued=store.count_queued())
     _check_not_busy(store, spec["allow_multiple"])
     if blocking and in_process:
         code = run_engine(setup_dir, dict(spec))

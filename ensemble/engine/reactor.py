@@ -1,7 +1,7 @@
 """The reactor: one selector, cancellable timers and a signal pipe.
 
 Ready descriptors are handed back ordered by their kind's priority (step exits
-before hook replies before signals), so an exit that happened before a kill
+and channels before hook replies before signals), so an exit that happened before a kill
 request in the same turn keeps its real outcome.
 """
 from __future__ import annotations
@@ -25,8 +25,10 @@ class Source(IntEnum):
     """What a watched descriptor is; lower values are handled first in a turn."""
 
     STEP = 0
-    HOOK = 1
-    SIGNAL = 2
+    #: A descriptor carrying the ends of many steps (:meth:`~ensemble.executors.Executor.channels`).
+    CHANNEL = 1
+    HOOK = 2
+    SIGNAL = 3
 
 
 @dataclass(order=True)

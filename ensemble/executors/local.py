@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ensemble.executors.base import Executor, Handle, Launch
@@ -82,6 +82,9 @@ class LocalExecutor(Executor):
     subreaper: bool = False
     live: dict[int, LocalHandle] = field(default_factory=dict)
     doomed: set[int] = field(default_factory=set)
+    #: Called in each attempt's child between fork and exec (the node-local worker asks for
+    #: SIGKILL at its own death there); None keeps the fast spawn path.
+    child_setup: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self.encoded: dict[bytes, bytes] = {}
@@ -120,7 +123,8 @@ class LocalExecutor(Executor):
         """Popen, retrying ETXTBSY: a script just written may still be open for writing in a child
         that another thread forked and that has not reached exec yet."""
         start = functools.partial(subprocess.Popen, argv, cwd=cwd, env=env, stdin=self.devnull, stdout=out,
-                                  stderr=err, start_new_session=True, close_fds=False)
+                                  stderr=err, start_new_session=True, close_fds=False,
+                                  preexec_fn=self.child_setup)
         for delay in ETXTBSY_DELAYS:
             try:
                 return start()
