@@ -6,11 +6,13 @@ stdin and stdout (:mod:`ensemble.executors.wire`).  It starts attempts as a
 attempt, one pidfd each, log files opened here, leftovers swept as a subreaper), reports each
 exit, and never writes the database.  It dies with the manager: end of file on stdin, SIGTERM
 (srun forwards it), or the death of its parent (``PR_SET_PDEATHSIG``) make it kill every attempt
-it started and exit; each attempt also gets SIGKILL if the worker itself is killed.
+it started and exit.  If the worker itself is killed, the manager runs ``python -m
+ensemble.worker --kill TAG...`` on that node, which kills the attempts by their launch tags (the
+attempts carry no ``PR_SET_PDEATHSIG`` of their own: a Python ``preexec_fn`` would more than
+double the cost of each start).
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import selectors
 import signal
@@ -19,33 +21,23 @@ import sys
 from typing import Any
 
 from ensemble.executors.base import Launch
-from ensemble.executors.local import LocalExecutor, LocalHandle
+from ensemble.executors.local import LocalExecutor, LocalHandle, die_with_parent, kill_launched
 from ensemble.executors.wire import READ_SIZE, Lines, encode
 
-PR_SET_PDEATHSIG = 1
 #: Variables of the worker's own srun step that its attempts must not see (as with local steps).
 DROP_PREFIXES = ("PMI_", "PMIX_")
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
 class Stop(Exception):
     """SIGTERM, SIGINT or SIGHUP reached the worker."""
 
 
-def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> None:
-    """Ask the kernel for ``sig`` when the parent dies; if it died already, take ``sig`` now."""
-    _prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
-    if parent is not None and os.getppid() != parent:
-        os.kill(os.getpid(), sig)
-
-
 class Worker:
     """One worker's requests and attempts."""
 
     def __init__(self, out: int = 1) -> None:
-        me = os.getpid()
         self.out = out
-        self.executor = LocalExecutor(child_setup=lambda: die_with_parent(signal.SIGKILL, me))
+        self.executor = LocalExecutor()
         self.executor.set_base_env({k: v for k, v in os.environ.items() if not k.startswith(DROP_PREFIXES)})
         self.attempts: dict[int, LocalHandle] = {}
         self.selector = selectors.DefaultSelector()
@@ -117,7 +109,12 @@ def _stop(signum: int, frame: Any) -> None:
     raise Stop(signum)
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    """Serve requests; ``--kill TAG...`` instead kills what a dead worker left (see
+    :meth:`~ensemble.executors.worker.WorkerExecutor.on_readable`)."""
+    if argv[:1] == ["--kill"]:
+        kill_launched(set(argv[1:]))
+        return 0
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _stop)
     die_with_parent(signal.SIGTERM, os.getppid())
@@ -133,4 +130,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -69,9 +69,12 @@ def test_a_killed_worker_loses_no_run_and_leaves_no_process(edir, slurm):
         on_node2 = [a["run_id"] for a in ens.attempts() if a["placement"][0]["node"] == "node2"]
         worker = running[on_node2[0]]
         assert b"SLURMD_NODENAME=node2\0" in Path(f"/proc/{worker}/environ").read_bytes()
+        tags = [f"ENSEMBLE_LAUNCH={manager(ens)}/{r}.1\0".encode() for r in on_node2]
+        assert len(processes_with(*tags)) >= CPUS
         os.kill(worker, signal.SIGKILL)
         wait_for(lambda: sum(a["outcome"] == "interrupted" for a in ens.attempts()) == CPUS,
                  "node2's attempts recorded interrupted", 60)
+        wait_for(lambda: not processes_with(*tags), "the dead worker's attempts killed (the gate is still shut)")
     finally:
         gate.touch()
     slurm.wait_gone([job])
@@ -100,7 +103,10 @@ def _started(ens) -> dict[int, int]:
     return found
 
 
+def manager(ens) -> str:
+    return next(e["detail"]["manager"] for e in ens.events() if e["kind"] == "manager_started")
+
+
 def _tagged_leftovers(ens) -> list[int]:
     """Processes still carrying one of the ensemble's launch tags."""
-    tags = {e["detail"]["manager"] for e in ens.events() if e["kind"] == "manager_started"}
-    return processes_with(*[f"ENSEMBLE_LAUNCH={t}/".encode() for t in tags])
+    return processes_with(f"ENSEMBLE_LAUNCH={manager(ens)}/".encode())

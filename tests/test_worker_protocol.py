@@ -112,13 +112,15 @@ def test_end_of_file_kills_what_the_worker_started(tmp_path):
     wait_for(lambda: is_gone(pid), "the attempt to die with its worker")
 
 
-def test_attempts_die_when_the_worker_is_killed(tmp_path):
+def test_what_a_killed_worker_left_is_killed_by_its_launch_tags(tmp_path):
     pipe = Pipe()
     start(pipe, 1, "exec sleep 60", tmp_path)
-    pid = pipe.next("started")["pid"]
+    start(pipe, 2, "exec sleep 60", tmp_path)
+    pids = [pipe.next("started")["pid"], pipe.next("started")["pid"]]
     pipe.popen.kill()
     pipe.popen.wait(DEADLINE)
-    wait_for(lambda: is_gone(pid), "the attempt to die with its killed worker")
+    assert subprocess.run([*WORKER, "--kill", "t/1", "t/2"], timeout=DEADLINE).returncode == 0
+    wait_for(lambda: all(is_gone(pid) for pid in pids), "the attempts of the killed worker to die")
 
 
 # -- routing and the pool -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ ENV_LAUNCH = "ENSEMBLE_LAUNCH"
 #: Pauses between attempts to start a script that is "text file busy".
 ETXTBSY_DELAYS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 log = logging.getLogger("ensemble.executors")
 
 
@@ -60,6 +61,26 @@ def become_subreaper() -> bool:
         return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+def die_with_parent(sig: int, parent: int | None = None) -> None:
+    """Ask the kernel for ``sig`` when the parent dies; if it died already (its pid is not
+    ``parent`` any more), take ``sig`` now.  Safe between fork and exec."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), sig)
+
+
+def kill_launched(tags: set[str]) -> int:
+    """SIGKILL the processes (and their groups) whose launch tag is one of ``tags``; return how many."""
+    needles = [f"{ENV_LAUNCH}={tag}".encode() + b"\0" for tag in tags]
+    killed = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and any(n in _environ(int(entry.name)) for n in needles):
+            _killpg(int(entry.name), signal.SIGKILL)
+            _kill(int(entry.name), signal.SIGKILL)
+            killed += 1
+    return killed
 
 
 def open_log(path: str) -> int:

@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ensemble.executors.base import Executor, Handle, Launch
+from ensemble.executors.local import die_with_parent
 from ensemble.executors.wire import READ_SIZE, Lines, encode, start_request
 from ensemble.resources import Node
-from ensemble.worker import die_with_parent
 
 #: Seconds the workers may take to say "ready" at start (srun, then a Python interpreter).
 READY_TIMEOUT = 60.0
@@ -31,7 +31,8 @@ log = logging.getLogger("ensemble.executors")
 
 
 def srun_worker_command(node: Node) -> list[str]:
-    """The one launcher call per node: all the node's CPUs, overlapping the steps of wide runs."""
+    """The one launcher call per node: all the node's CPUs, overlapping the steps of wide runs
+    (the worker's arguments, if any, are appended)."""
     return ["srun", "--overlap", "-N1", "-n1", "-c", str(len(node.cores)), "-w", node.name,
             "--kill-on-bad-exit=1", "--quiet", sys.executable, "-m", "ensemble.worker"]
 
@@ -40,6 +41,7 @@ def srun_worker_command(node: Node) -> list[str]:
 class WorkerHandle(Handle):
     key: int
     node: str
+    tag: str
     code: int | None = None
     error: str | None = None
     lost: bool = False
@@ -85,6 +87,7 @@ class WorkerExecutor(Executor):
         self.channels_by_fd: dict[int, Channel] = {}
         self.by_node: dict[str, Channel] = {}
         self.lost_nodes: set[str] = set()
+        self.sweepers: list[subprocess.Popen] = []
         self.next_key = 0
 
     def set_base_env(self, env: Mapping[str, str]) -> None:
@@ -130,7 +133,7 @@ class WorkerExecutor(Executor):
             for fd in launch.logs:
                 os.close(fd)
         self.next_key += 1
-        handle = WorkerHandle(self.next_key, node)
+        handle = WorkerHandle(self.next_key, node, launch.tag)
         channel.handles[handle.key] = handle
         channel.send(start_request(handle.key, launch))
         return handle
@@ -176,7 +179,20 @@ class WorkerExecutor(Executor):
         for handle in ended:
             handle.lost = True
         channel.handles.clear()
+        if ended:
+            self._sweep_node(channel.node, {h.tag for h in ended})
         return ended
+
+    def _sweep_node(self, name: str, tags: set[str]) -> None:
+        """Kill, on the node, what the dead worker's attempts left running (they die with it only
+        where Slurm tracks the step's processes with cgroups)."""
+        node = next(n for n in self.nodes if n.name == name)
+        try:
+            self.sweepers.append(subprocess.Popen([*self.command(node), "--kill", *sorted(tags)],
+                                                  stdin=subprocess.DEVNULL, env=dict(self.base_env),
+                                                  start_new_session=True))
+        except OSError as exc:
+            log.error("could not sweep %s after its worker died: %s", name, exc)
 
     def take_lost_nodes(self) -> set[str]:
         lost, self.lost_nodes = self.lost_nodes, set()
@@ -223,5 +239,7 @@ class WorkerExecutor(Executor):
                 pass
         for channel in channels:
             self._close(channel)
+        for sweeper in self.sweepers:
+            sweeper.wait()
         self.by_node.clear()
         self.channels_by_fd.clear()
