@@ -78,6 +78,10 @@ class RoutedExecutor(Executor):
     def start_error(self, handle: Handle) -> str | None:
         return self.owner[handle].start_error(handle)
 
+    def flush(self) -> None:
+        self.wide.flush()
+        self.workers.flush()
+
     def channels(self) -> list[int]:
         return [*self.wide.channels(), *self.workers.channels()]
 

@@ -41,9 +41,16 @@ class Worker:
         self.executor.set_base_env({k: v for k, v in os.environ.items() if not k.startswith(DROP_PREFIXES)})
         self.attempts: dict[int, LocalHandle] = {}
         self.selector = selectors.DefaultSelector()
+        self.outbox = bytearray()
 
     def send(self, message: dict[str, Any]) -> None:
-        data = encode(message)
+        """Queue a message; :meth:`flush` writes a round's messages at once."""
+        self.outbox += encode(message)
+
+    def flush(self) -> None:
+        """One write per round: srun's I/O is TCP, where a second small write waits for the
+        first one's acknowledgement (Nagle), up to 40 ms of delayed ACK."""
+        data, self.outbox = bytes(self.outbox), bytearray()
         while data:
             data = data[os.write(self.out, data):]
 
@@ -54,7 +61,9 @@ class Worker:
         lines = Lines()
         self.send({"op": "ready", "node": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
                    "pid": os.getpid()})
+        self.flush()
         while True:
+            self.flush()
             for key, _ in self.selector.select():
                 if key.data is not None:
                     self.ended(key.data)
@@ -87,14 +96,13 @@ class Worker:
             return
         self.attempts[key] = handle
         self.selector.register(handle.pidfd, selectors.EVENT_READ, key)
-        self.send({"op": "started", "id": key, "pid": handle.pid})
 
     def ended(self, key: int) -> None:
         handle = self.attempts.pop(key)
         self.selector.unregister(handle.pidfd)
         code = self.executor.reap(handle)
         self.executor.sweep(handle)
-        self.send({"op": "exit", "id": key, "code": code})
+        self.send({"op": "exit", "id": key, "code": code, "pid": handle.pid})
 
     def kill_all(self) -> None:
         """SIGKILL every attempt still running and collect it (nothing is reported)."""

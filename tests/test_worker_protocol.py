@@ -71,20 +71,25 @@ def start(pipe: Pipe, key: int, command: str, where: Path) -> None:
                "stdout": str(where / f"{key}.out"), "stderr": str(where / f"{key}.err"), "tag": f"t/{key}"})
 
 
+def running_pid(where: Path) -> int:
+    """The pid an attempt wrote to ``where/pid`` (it runs then)."""
+    return int(wait_for(lambda: (where / "pid").is_file() and (where / "pid").read_text().strip(), "a pid file"))
+
+
 def test_worker_starts_reports_and_signals_attempts(tmp_path):
     pipe = Pipe()
     try:
         ready = pipe.next("ready")
         assert ready["pid"] == pipe.popen.pid
         start(pipe, 1, "echo out $K; echo err >&2; exit 3", tmp_path)
-        start(pipe, 2, "sleep 60", tmp_path)
+        start(pipe, 2, "echo $$ > pid; exec sleep 60", tmp_path)
+        pid = running_pid(tmp_path)
         exits = {}
-        started = pipe.next("started")
         pipe.send({"op": "signal", "id": 2, "sig": signal.SIGTERM})
         while len(exits) < 2:
             message = pipe.next("exit")
             exits[message["id"]] = message
-        assert started["pid"] > 0
+        assert exits[2]["pid"] == pid
         assert exits[1]["code"] == 3 and exits[2]["code"] == -signal.SIGTERM
         assert (tmp_path / "1.out").read_text() == "out 1\n" and (tmp_path / "1.err").read_text() == "err\n"
     finally:
@@ -105,8 +110,8 @@ def test_start_error_is_reported_as_an_exit_with_the_reason(tmp_path):
 
 def test_end_of_file_kills_what_the_worker_started(tmp_path):
     pipe = Pipe()
-    start(pipe, 1, "sleep 60", tmp_path)
-    pid = pipe.next("started")["pid"]
+    start(pipe, 1, "echo $$ > pid; exec sleep 60", tmp_path)
+    pid = running_pid(tmp_path)
     pipe.popen.stdin.close()
     assert pipe.popen.wait(DEADLINE) == 0
     wait_for(lambda: is_gone(pid), "the attempt to die with its worker")
@@ -114,9 +119,11 @@ def test_end_of_file_kills_what_the_worker_started(tmp_path):
 
 def test_what_a_killed_worker_left_is_killed_by_its_launch_tags(tmp_path):
     pipe = Pipe()
-    start(pipe, 1, "exec sleep 60", tmp_path)
-    start(pipe, 2, "exec sleep 60", tmp_path)
-    pids = [pipe.next("started")["pid"], pipe.next("started")["pid"]]
+    (tmp_path / "1").mkdir()
+    (tmp_path / "2").mkdir()
+    start(pipe, 1, "echo $$ > pid; exec sleep 60", tmp_path / "1")
+    start(pipe, 2, "echo $$ > pid; exec sleep 60", tmp_path / "2")
+    pids = [running_pid(tmp_path / "1"), running_pid(tmp_path / "2")]
     pipe.popen.kill()
     pipe.popen.wait(DEADLINE)
     assert subprocess.run([*WORKER, "--kill", "t/1", "t/2"], timeout=DEADLINE).returncode == 0

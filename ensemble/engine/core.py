@@ -118,6 +118,7 @@ class Engine(Exits, Lifecycle):
                 self._launch_failed(run, launch, pending.attempt_id)
             else:
                 self._spawn(run, launch, pending.attempt_id)
+        self.executor.flush()
         self.prefetch_ahead()
 
     def _cannot_start(self, run: RunState) -> bool:

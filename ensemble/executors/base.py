@@ -78,6 +78,9 @@ class Executor(ABC):
         """Kill what the ended attempt left behind outside its process group; return how many."""
         return 0
 
+    def flush(self) -> None:  # noqa: B027 - most executors send nothing later
+        """Send what :meth:`start` queued (the engine calls it once a turn's attempts are started)."""
+
     def channels(self) -> list[int]:
         """Descriptors carrying the ends of many attempts (watched for as long as they are listed)."""
         return []

@@ -9,9 +9,12 @@ Manager to worker (the worker's stdin)::
 Worker to manager (its stdout)::
 
     {"op": "ready", "node": "node2", "pid": 4242}     once, when it reads requests
-    {"op": "started", "id": 7, "pid": 4301}
-    {"op": "exit", "id": 7, "code": 0}                exit code, or minus the signal that killed it
+    {"op": "exit", "id": 7, "code": 0, "pid": 4301}   exit code, or minus the signal that killed it
     {"op": "exit", "id": 7, "error": "..."}           the attempt could not start
+
+Each side writes what it has to say in one write per round (a turn of the manager's loop, a wakeup
+of the worker): srun carries the lines over TCP, where a second small write before the first is
+acknowledged waits for the acknowledgement (Nagle's algorithm against delayed ACKs: up to 40 ms).
 
 End of file on the worker's stdin means "the manager is gone": the worker kills what it started
 and exits.  Nothing but JSON crosses the pipe (no pickle), and the worker never writes the database.

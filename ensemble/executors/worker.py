@@ -61,15 +61,17 @@ class Channel:
     handles: dict[int, WorkerHandle] = field(default_factory=dict)
     ready: bool = False
     pid: int | None = None
+    outbox: bytearray = field(default_factory=bytearray)
 
     @property
     def fd(self) -> int:
         return self.popen.stdout.fileno()
 
-    def send(self, message: dict) -> bool:
-        """Write one request; False if the worker is gone (its end of file follows)."""
+    def flush(self) -> bool:
+        """Write the queued requests at once; False if the worker is gone (its end of file follows)."""
+        data, self.outbox = bytes(self.outbox), bytearray()
         try:
-            self.popen.stdin.write(encode(message))
+            self.popen.stdin.write(data)
             self.popen.stdin.flush()
         except (OSError, ValueError):
             return False
@@ -135,8 +137,13 @@ class WorkerExecutor(Executor):
         self.next_key += 1
         handle = WorkerHandle(self.next_key, node, launch.tag)
         channel.handles[handle.key] = handle
-        channel.send(start_request(handle.key, launch))
+        channel.outbox += encode(start_request(handle.key, launch))
         return handle
+
+    def flush(self) -> None:
+        for channel in self.by_node.values():
+            if channel.outbox:
+                channel.flush()
 
     def fileno(self, handle: Handle) -> None:
         return None
@@ -160,10 +167,8 @@ class WorkerExecutor(Executor):
                 log.info("worker on %s ready: pid %s", channel.node, channel.pid)
             elif handle is None:
                 continue
-            elif op == "started":
-                handle.pid = message.get("pid")
             elif op == "exit":
-                handle.code, handle.error = message.get("code"), message.get("error")
+                handle.code, handle.error, handle.pid = message.get("code"), message.get("error"), message.get("pid")
                 ended.append(channel.handles.pop(handle.key))
         return ended
 
@@ -205,7 +210,10 @@ class WorkerExecutor(Executor):
         if handle.ended:
             return False
         channel = self.by_node.get(handle.node)
-        return channel is not None and channel.send({"op": "signal", "id": handle.key, "sig": int(sig)})
+        if channel is None:
+            return False
+        channel.outbox += encode({"op": "signal", "id": handle.key, "sig": int(sig)})
+        return channel.flush()
 
     def reap(self, handle: Handle) -> int:
         return handle.code if handle.code is not None else -signal.SIGKILL
