@@ -14,7 +14,8 @@ In one invocation, on the same machine:
 * outside Slurm (no ``SLURM_*`` variables): ``execute_local`` (launcher ``local``) over the same
   ``--runs`` runs with ``cores=`` the allocation's CPU count, so the concurrency is the same.
 
-Every engine figure is end to end as a user sees it: ``execute_local(blocking=True)`` from the call
+Each figure is the median of ``--repeat`` repetitions (a fresh ensemble each).  Every engine
+figure is end to end as a user sees it: ``execute_local(blocking=True)`` from the call
 to its return (manager start, workers' start, every run's directory, log files and records),
 ``create`` excluded.  Run directories live under ``--dir`` (default: a temp dir in /tmp).
 
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +40,15 @@ from ensemble.store import filesystem_type
 
 
 def make_ensemble(base: Path, name: str, n: int) -> Path:
-    setup = base / name / "setup"
-    setup.parent.mkdir(parents=True)
+    setup = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base)) / "setup"
     Ensemble.create(application="/bin/true", runs=[Run({"x": i}) for i in range(n)], app_is_batch_script=False,
                     setup_dir=str(setup))
     return setup
 
 
-def engine_rate(setup: Path, **options: Any) -> dict[str, Any]:
-    ens = Ensemble(setup)
+def engine_rate(base: Path, name: str, n: int, **options: Any) -> dict[str, Any]:
+    """One fresh ensemble of n runs, executed; its rate."""
+    ens = Ensemble(make_ensemble(base, name, n))
     start = time.perf_counter()
     ens.execute_local(blocking=True, **options)
     elapsed = time.perf_counter() - start
@@ -72,24 +74,32 @@ def raw_srun_rate(n: int, concurrency: int) -> dict[str, Any]:
     return {"runs": n - failed, "seconds": elapsed, "runs_per_s": (n - failed) / elapsed}
 
 
+def median_of(repeat: int, measure: Callable[..., dict[str, Any]], *args: Any, **options: Any) -> dict[str, Any]:
+    """The repetition with the median rate, with the range of rates."""
+    results = sorted((measure(*args, **options) for _ in range(repeat)), key=lambda r: r["runs_per_s"])
+    return {**results[len(results) // 2], "range": [results[0]["runs_per_s"], results[-1]["runs_per_s"]]}
+
+
 def inside(base: Path) -> dict[str, Any]:
     """The measurements inside the allocation (this process runs as the batch job)."""
     cpus = sum(int(c.split("(x")[0]) * int(c.split("(x")[1].rstrip(")") if "(x" in c else 1)
                for c in os.environ["SLURM_JOB_CPUS_PER_NODE"].split(","))
     results = {"job_id": os.environ["SLURM_JOB_ID"], "nodes": os.environ["SLURM_JOB_NODELIST"], "cpus": cpus}
-    results["srun_per_run"] = engine_rate(base / "srun" / "setup", launcher="srun")
-    results["worker"] = engine_rate(base / "worker" / "setup", launcher="worker")
-    results["raw_srun"] = raw_srun_rate(int(os.environ["BENCH_SRUN_RUNS"]), cpus)
+    runs, srun_runs, repeat = (int(os.environ[f"BENCH_{k}"]) for k in ("RUNS", "SRUN_RUNS", "REPEAT"))
+    results["srun_per_run"] = median_of(repeat, engine_rate, base, "srun", srun_runs, launcher="srun")
+    results["worker"] = median_of(repeat, engine_rate, base, "worker", runs, launcher="worker")
+    results["raw_srun"] = median_of(repeat, raw_srun_rate, srun_runs, cpus)
     return results
 
 
-def submit(base: Path, nodes: int, srun_runs: int) -> dict[str, Any]:
+def submit(base: Path, nodes: int, runs: int, srun_runs: int, repeat: int) -> dict[str, Any]:
     script = base / "job.sh"
     script.write_text(f"#!/bin/bash\nexec {sys.executable} {Path(__file__).resolve()} --inside {base}\n")
     script.chmod(0o755)
     out = base / "job.out"
     done = subprocess.run(["sbatch", "--wait", "-N", str(nodes), "--exclusive", "-t", "20", "-o", str(out),
-                           "--export", f"ALL,BENCH_SRUN_RUNS={srun_runs}", str(script)],
+                           "--export", f"ALL,BENCH_RUNS={runs},BENCH_SRUN_RUNS={srun_runs},BENCH_REPEAT={repeat}",
+                           str(script)],
                           capture_output=True, text=True)
     lines = out.read_text().strip().splitlines() if out.exists() else []
     if done.returncode != 0 or not lines:
@@ -97,11 +107,11 @@ def submit(base: Path, nodes: int, srun_runs: int) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
-def outside(setup: Path, cpus: int) -> dict[str, Any]:
+def outside(base: Path, runs: int, cpus: int, repeat: int) -> dict[str, Any]:
     """``execute_local`` with no Slurm in sight (a child without SLURM_* variables)."""
-    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import slurm_throughput as b; "
-            f"print(json.dumps(b.engine_rate(__import__('pathlib').Path({str(setup)!r}), launcher='local', "
-            f"cores={cpus})))")
+    code = (f"import json, sys; from pathlib import Path; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import slurm_throughput as b; print(json.dumps(b.median_of({repeat}, b.engine_rate, "
+            f"Path({str(base)!r}), 'local', {runs}, launcher='local', cores={cpus})))")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -112,7 +122,9 @@ def report(r: dict[str, Any]) -> None:
     rows = [("srun per run (launcher=srun)", r["srun_per_run"]), ("node-local workers (launcher=worker)", r["worker"]),
             ("raw srun --exact true loop", r["raw_srun"]), ("execute_local outside Slurm", r["local"])]
     for label, m in rows:
-        print(f"  {label:40s} {m['runs']:6d} runs  {m['seconds']:7.2f} s  {m['runs_per_s']:8.1f} runs/s")
+        low, high = m["range"]
+        print(f"  {label:40s} {m['runs']:6d} runs  {m['seconds']:7.2f} s  {m['runs_per_s']:8.1f} runs/s"
+              f"  ({low:.1f}-{high:.1f})")
     w = r["worker"]["runs_per_s"]
     print(f"  worker / srun per run:   {w / r['srun_per_run']['runs_per_s']:6.1f}x  (target >= 10x)")
     print(f"  worker / raw srun loop:  {w / r['raw_srun']['runs_per_s']:6.1f}x")
@@ -124,6 +136,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000, help="runs for the worker and local figures (2000)")
     parser.add_argument("--srun-runs", type=int, default=400, help="runs for the two srun figures (400)")
     parser.add_argument("--nodes", type=int, default=4, help="nodes of the allocation (4)")
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions per figure; medians reported (3)")
     parser.add_argument("--dir", type=Path, default=None, help="where the temp dir goes (default /tmp)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--inside", type=Path, help=argparse.SUPPRESS)
@@ -133,11 +146,8 @@ def main() -> None:
         return
     base = Path(tempfile.mkdtemp(prefix="ensemble-slurm-bench-", dir=args.dir))
     try:
-        make_ensemble(base, "srun", args.srun_runs)
-        make_ensemble(base, "worker", args.runs)
-        local = make_ensemble(base, "local", args.runs)
-        results = submit(base, args.nodes, args.srun_runs)
-        results["local"] = outside(local, results["cpus"])
+        results = submit(base, args.nodes, args.runs, args.srun_runs, args.repeat)
+        results["local"] = outside(base, args.runs, results["cpus"], args.repeat)
         results["fs"] = filesystem_type(base) or "?"
         print(json.dumps(results)) if args.json else report(results)
     finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ensemble import Step
-from ensemble.backends import resolve_launcher
+from ensemble.backends import WORKER_AUTO_RUNS, resolve_launcher
 from ensemble.errors import SpecError
 from ensemble.launchers import LocalLauncher
 from ensemble.resources import VISIBLE_DEVICES_VARS, Node, Pool
@@ -55,7 +55,7 @@ def test_local_command_is_the_argv_itself():
 
 
 def test_unknown_launcher_names_itself():
-    with pytest.raises(SpecError, match="launcher: expected one of auto, local, srun, mpirun, got 'slurm'"):
+    with pytest.raises(SpecError, match="launcher: expected one of auto, local, srun, mpirun, worker, got 'slurm'"):
         resolve_launcher("slurm")
 
 
@@ -66,3 +66,19 @@ def test_srun_outside_slurm_is_a_clear_error():
 
 def test_auto_outside_slurm_is_local():
     assert resolve_launcher("auto", env={}) == "local"
+    assert resolve_launcher("auto", env={}, queued=10 ** 6) == "local"
+
+
+def test_worker_outside_slurm_is_a_clear_error():
+    with pytest.raises(SpecError, match="launcher: 'worker' needs a Slurm allocation"):
+        resolve_launcher("worker", env={})
+
+
+def test_auto_in_slurm_picks_workers_for_large_ensembles(tmp_path, monkeypatch):
+    srun = tmp_path / "srun"
+    srun.write_text("#!/bin/sh\n")
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    job = {"SLURM_JOB_ID": "1"}
+    assert resolve_launcher("auto", env=job, queued=WORKER_AUTO_RUNS - 1) == "srun"
+    assert resolve_launcher("auto", env=job, queued=WORKER_AUTO_RUNS) == "worker"

@@ -90,6 +90,9 @@ class WorkerExecutor(Executor):
         self.by_node: dict[str, Channel] = {}
         self.lost_nodes: set[str] = set()
         self.sweepers: list[subprocess.Popen] = []
+        #: Channels whose worker ended: their stdout stays open until :meth:`close`, so the number
+        #: cannot be reused while the engine still watches it.
+        self.dead: list[Channel] = []
         self.next_key = 0
 
     def set_base_env(self, env: Mapping[str, str]) -> None:
@@ -177,7 +180,8 @@ class WorkerExecutor(Executor):
         del self.channels_by_fd[channel.fd]
         self.by_node.pop(channel.node, None)
         self.lost_nodes.add(channel.node)
-        self._close(channel)
+        self._end(channel)
+        self.dead.append(channel)
         log.error("worker on %s ended (srun exit %s): %d attempts lost", channel.node, channel.popen.returncode,
                   len(channel.handles))
         ended = list(channel.handles.values())
@@ -225,7 +229,7 @@ class WorkerExecutor(Executor):
         return handle.error
 
     @staticmethod
-    def _close(channel: Channel) -> None:
+    def _end(channel: Channel) -> None:
         """End of file to the worker, then wait for its srun (killed if it takes too long)."""
         try:
             channel.popen.stdin.close()
@@ -236,7 +240,6 @@ class WorkerExecutor(Executor):
         except subprocess.TimeoutExpired:
             channel.popen.kill()
             channel.popen.wait()
-        channel.popen.stdout.close()
 
     def close(self) -> None:
         channels = list(self.by_node.values())
@@ -246,8 +249,10 @@ class WorkerExecutor(Executor):
             except OSError:
                 pass
         for channel in channels:
-            self._close(channel)
+            self._end(channel)
         for sweeper in self.sweepers:
             sweeper.wait()
+        for channel in channels + self.dead:
+            channel.popen.stdout.close()
         self.by_node.clear()
         self.channels_by_fd.clear()
