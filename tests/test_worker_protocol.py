@@ -14,6 +14,7 @@ from pathlib import Path
 from engine_helpers import DEADLINE, attempts_by_run, create, is_gone, run, sh, statuses, wait_file, wait_for
 from worker_helpers import WORKER
 
+from ensemble.engine import EXIT_RUNS_FAILED
 from ensemble.executors.wire import Lines, encode
 from ensemble.launchers import LocalLauncher
 from ensemble.resources import Node, Pool
@@ -200,3 +201,14 @@ def _ppid_files(ens) -> dict[int, int]:
         if path.is_file() and path.read_text().strip():
             found[row["id"]] = int(path.read_text())
     return found
+
+
+def test_timeouts_and_start_errors_through_workers(edir):
+    ens = create([run(1, sh("exec sleep 60", timeout=0.005)), run(2, Step(["/nonexistent/app"], batch_script=False)),
+                  run(3, sh("exit 4"))])
+    assert engine(ens).wait(DEADLINE * 2) == EXIT_RUNS_FAILED
+    assert set(statuses(ens).values()) == {RunStatus.FAILURE}
+    (timed_out,), (not_started,), (failed,) = (attempts_by_run(ens)[k] for k in (1, 2, 3))
+    assert timed_out["outcome"] == "timeout" and timed_out["signal"] == signal.SIGTERM
+    assert not_started["outcome"] == "launch_error" and "nonexistent" in ens.runs([2])[0]["message"]
+    assert failed["outcome"] == "failure" and failed["exit_code"] == 4
