@@ -61,7 +61,6 @@ class Worker:
         lines = Lines()
         self.send({"op": "ready", "node": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
                    "pid": os.getpid()})
-        self.flush()
         while True:
             self.flush()
             for key, _ in self.selector.select():
@@ -86,12 +85,13 @@ class Worker:
                 self.executor.signal(handle, int(message["sig"]))
 
     def start(self, request: dict[str, Any]) -> None:
-        key = request["id"]
-        launch = Launch(0, 0, 0, None, None, request["argv"], request["cwd"], request["env"], request["stdout"],
-                        request["stderr"], request["tag"])
+        key = request.get("id")
         try:
+            # Only the fields the local executor reads: the run, step and placement stay with the manager.
+            launch = Launch(0, 0, 0, None, None, request["argv"], request["cwd"], request["env"], request["stdout"],
+                            request["stderr"], request["tag"])
             handle = self.executor.start(launch)
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, KeyError) as exc:
             self.send({"op": "exit", "id": key, "error": str(exc) or repr(exc)})
             return
         self.attempts[key] = handle

@@ -212,3 +212,17 @@ def test_timeouts_and_start_errors_through_workers(edir):
     assert timed_out["outcome"] == "timeout" and timed_out["signal"] == signal.SIGTERM
     assert not_started["outcome"] == "launch_error" and "nonexistent" in ens.runs([2])[0]["message"]
     assert failed["outcome"] == "failure" and failed["exit_code"] == 4
+
+
+def test_a_malformed_start_request_is_answered_not_fatal(tmp_path):
+    pipe = Pipe()
+    try:
+        pipe.send({"op": "start", "id": 9, "argv": ["true"]})
+        refused = pipe.next("exit")
+        assert refused["id"] == 9 and "cwd" in refused["error"]
+        start(pipe, 10, "exit 0", tmp_path)
+        done = pipe.next("exit")
+        assert done["id"] == 10 and done["code"] == 0
+    finally:
+        pipe.popen.stdin.close()
+        pipe.popen.wait(DEADLINE)
