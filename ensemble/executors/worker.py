@@ -235,11 +235,7 @@ class WorkerExecutor(Executor):
             channel.popen.stdin.close()
         except OSError:
             pass
-        try:
-            channel.popen.wait(EXIT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            channel.popen.kill()
-            channel.popen.wait()
+        _wait_or_kill(channel.popen)
 
     def close(self) -> None:
         channels = list(self.by_node.values())
@@ -251,8 +247,18 @@ class WorkerExecutor(Executor):
         for channel in channels:
             self._end(channel)
         for sweeper in self.sweepers:
-            sweeper.wait()
+            _wait_or_kill(sweeper)
         for channel in channels + self.dead:
             channel.popen.stdout.close()
         self.by_node.clear()
         self.channels_by_fd.clear()
+
+
+def _wait_or_kill(popen: subprocess.Popen) -> None:
+    """Wait for an srun (a worker's, a sweep's) that should end by itself; kill it if it does not
+    (a node that died with its worker may leave its srun waiting)."""
+    try:
+        popen.wait(EXIT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait()
