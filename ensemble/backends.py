@@ -1,7 +1,9 @@
 """Which provider, launcher and executor a manager uses: detected, or chosen with ``launcher=``.
 
 ``auto`` (the default): inside a Slurm job (``SLURM_JOB_ID`` set) with ``srun`` on PATH, steps
-start through ``srun`` on the job's nodes; anywhere else as plain local processes.  The choice is
+start through ``srun`` on the job's nodes, or, when at least :data:`WORKER_AUTO_RUNS` runs are
+queued, through node-local workers (``worker``: single-task steps by the worker of their node,
+wider ones still by ``srun``); anywhere else as plain local processes.  The choice is
 made once, when options are checked, so a wrong one is a clear error before anything runs.
 
 ``mpi=`` (srun's ``--mpi=`` plugin) comes from the option, else from ``ENSEMBLE_MPI``, else is
@@ -18,13 +20,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ensemble.errors import SpecError
-from ensemble.executors import Executor, LocalExecutor, SrunExecutor
+from ensemble.executors import Executor, LocalExecutor, SrunExecutor, WorkerExecutor
 from ensemble.launchers import Launcher, LocalLauncher, MpirunLauncher, SrunLauncher
 from ensemble.launchers.srun import srun_mpi_plugins
 from ensemble.providers import LocalProvider, Provider, SlurmProvider
 from ensemble.providers.slurm import in_slurm_job
+from ensemble.routing import RoutedExecutor, RoutedLauncher
 
-LAUNCHER_CHOICES = ("auto", "local", "srun", "mpirun")
+LAUNCHER_CHOICES = ("auto", "local", "srun", "mpirun", "worker")
+#: Queued runs from which ``auto`` picks the worker path inside Slurm: srun-per-run creates about
+#: 20 steps/s, so below this the whole ensemble's step creation takes under 10 s, and the workers'
+#: own start (one srun and one interpreter per node) would not pay for itself.
+WORKER_AUTO_RUNS = 200
 #: ``--mpi=`` values the srun launcher accepts (Slurm's plugin names; None: Slurm's MpiDefault).
 MPI_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 #: The ``--mpi=`` plugin when ``mpi=`` is not given.
@@ -47,18 +54,21 @@ def mpirun_program(env: Mapping[str, str] = os.environ) -> str:
     return env.get(MPIRUN_ENV) or "mpirun"
 
 
-def resolve_launcher(launcher: Any, env: Mapping[str, str] = os.environ) -> str:
-    """The launcher name ``launcher=`` means here; SpecError for a name or place that cannot work."""
+def resolve_launcher(launcher: Any, env: Mapping[str, str] = os.environ, queued: int = 0) -> str:
+    """The launcher name ``launcher=`` means here, with ``queued`` runs waiting; SpecError for a
+    name or place that cannot work."""
     if launcher is None:
         launcher = "auto"
     if launcher not in LAUNCHER_CHOICES:
         raise SpecError(f"launcher: expected one of {', '.join(LAUNCHER_CHOICES)}, got {launcher!r}")
     if launcher == "auto":
-        return "srun" if in_slurm_job(env) and shutil.which("srun") else "local"
-    if launcher == "srun" and not in_slurm_job(env):
-        raise SpecError("launcher: 'srun' needs a Slurm allocation (SLURM_JOB_ID is not set here)")
-    if launcher == "srun" and not shutil.which("srun"):
-        raise SpecError("launcher: 'srun' is not on PATH")
+        if not (in_slurm_job(env) and shutil.which("srun")):
+            return "local"
+        return "worker" if queued >= WORKER_AUTO_RUNS else "srun"
+    if launcher in ("srun", "worker") and not in_slurm_job(env):
+        raise SpecError(f"launcher: {launcher!r} needs a Slurm allocation (SLURM_JOB_ID is not set here)")
+    if launcher in ("srun", "worker") and not shutil.which("srun"):
+        raise SpecError(f"launcher: {launcher!r} needs srun, which is not on PATH")
     if launcher == "mpirun" and not shutil.which(mpirun_program(env)):
         where = f" ({MPIRUN_ENV})" if env.get(MPIRUN_ENV) else ""
         raise SpecError(f"launcher: 'mpirun' runs {mpirun_program(env)!r}{where}, which is not on PATH")
@@ -80,7 +90,7 @@ def check_mpi(mpi: Any, launcher: str, env: Mapping[str, str] = os.environ) -> s
     if not isinstance(mpi, str) or not mpi or not set(mpi) <= MPI_NAME_CHARS:
         raise SpecError(f"{source}: expected an srun --mpi plugin name such as 'pmix', 'pmi2' or 'none', "
                         f"got {mpi!r}")
-    if launcher != "srun":
+    if launcher not in ("srun", "worker"):
         return None
     offered = srun_mpi_plugins()
     if offered and mpi not in offered:
@@ -99,4 +109,7 @@ def choose_backend(launcher: str, mpi: str | None, cores: int | None, gpus: Any)
         return Backend(provider, SrunLauncher(mpi), SrunExecutor)
     if launcher == "mpirun":
         return Backend(provider, MpirunLauncher(mpirun_program()), LocalExecutor)
+    if launcher == "worker":
+        return Backend(provider, RoutedLauncher(SrunLauncher(mpi)),
+                       lambda: RoutedExecutor(SrunExecutor(), WorkerExecutor(provider.nodes())))
     return Backend(provider, LocalLauncher(), LocalExecutor)

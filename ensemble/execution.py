@@ -69,12 +69,13 @@ def manager_options(parallelism: Any, allow_multiple: Any, max_concurrency: Any,
 
 def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concurrency: Any, cores: Any,
                  gpus: Any, kill_grace: Any = 3.0, log_layout: Any = "split", launcher: Any = None,
-                 mpi: Any = None, early_stop: Any = None) -> dict[str, Any]:
+                 mpi: Any = None, early_stop: Any = None, queued: int = 0) -> dict[str, Any]:
     """Validated execution options as plain JSON (what a manager process receives); the launcher
-    is resolved here (``auto`` becomes what was detected) and the allocation is read once."""
+    is resolved here (``auto`` becomes what was detected, with ``queued`` runs waiting) and the
+    allocation is read once."""
     spec = manager_options(parallelism, allow_multiple, max_concurrency, kill_grace, log_layout, mpi, early_stop)
     spec.update(timeout=_positive("timeout", timeout, float), cores=_positive("cores", cores),
-                gpus=gpu_option(gpus), launcher=resolve_launcher(launcher))
+                gpus=gpu_option(gpus), launcher=resolve_launcher(launcher, queued=queued))
     spec["mpi"] = check_mpi(mpi, spec["launcher"])
     choose_backend(spec["launcher"], spec["mpi"], spec["cores"], spec["gpus"]).provider.nodes()
     return spec
@@ -103,7 +104,7 @@ def execute_local(setup_dir: Path, store: Store, blocking: bool, in_process: boo
     the result code (0 or an EXIT_* of :data:`RESULT_CODES`); else None."""
     if not isinstance(blocking, bool):
         raise SpecTypeError(f"blocking: expected True or False, got {blocking!r}")
-    spec = options_spec(**options)
+    spec = options_spec(**options, queued=store.count_queued())
     _check_no_flux(store)
     _check_not_busy(store, spec["allow_multiple"])
     if blocking and in_process:

@@ -82,6 +82,8 @@ class Pool:
     nodes: tuple[Node, ...]
     free_cores: dict[str, list[int]] = field(init=False)
     free_gpus: dict[str, list[str]] = field(init=False)
+    #: Nodes nothing is placed on any more (their worker died): see :meth:`disable`.
+    disabled: set[str] = field(init=False, default_factory=set)
     _held: dict[int, Placement] = field(init=False, repr=False)
     _gpu_rank: dict[str, dict[str, int]] = field(init=False, repr=False)
 
@@ -110,8 +112,14 @@ class Pool:
 
     def can_ever_fit(self, tasks: int, cores_per_task: int, gpus_per_task: int) -> bool:
         """Whether the step fits into the empty allocation."""
-        room = sum(self._tasks_fitting(len(n.cores), len(n.gpus), cores_per_task, gpus_per_task) for n in self.nodes)
+        room = sum(self._tasks_fitting(len(n.cores), len(n.gpus), cores_per_task, gpus_per_task) for n in self.nodes
+                   if n.name not in self.disabled)
         return room >= tasks
+
+    def disable(self, name: str) -> None:
+        """Place nothing more on node ``name``; what is held there is never given back to it."""
+        self.disabled.add(name)
+        self.free_cores[name], self.free_gpus[name] = [], []
 
     def allocate(self, tasks: int, cores_per_task: int, gpus_per_task: int) -> Placement | None:
         """Take cores and GPUs for ``tasks`` tasks on the fewest nodes, or None if they do not fit now.
@@ -159,6 +167,8 @@ class Pool:
         if self._held.pop(id(placement), None) is not placement:
             raise ValueError(f"placement: not held by this pool (released twice?), got {placement.to_list()!r}")
         for share in placement.shares:
+            if share.node in self.disabled:
+                continue
             self.free_cores[share.node] = sorted(self.free_cores[share.node] + list(share.cores))
             self.free_gpus[share.node] = sorted(self.free_gpus[share.node] + list(share.gpus),
                                                 key=self._gpu_rank[share.node].__getitem__)

@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from ensemble import Step
-from ensemble.backends import check_mpi, resolve_launcher
+from ensemble.backends import WORKER_AUTO_RUNS, check_mpi, resolve_launcher
 from ensemble.errors import SpecError
 from ensemble.launchers import LocalLauncher, MpirunLauncher, SrunLauncher
 from ensemble.launchers.mpirun import MPICH, OPEN_MPI, mpi_flavour
@@ -65,7 +65,7 @@ def test_local_command_is_the_argv_itself():
 
 
 def test_unknown_launcher_names_itself():
-    with pytest.raises(SpecError, match="launcher: expected one of auto, local, srun, mpirun, got 'slurm'"):
+    with pytest.raises(SpecError, match="launcher: expected one of auto, local, srun, mpirun, worker, got 'slurm'"):
         resolve_launcher("slurm")
 
 
@@ -76,6 +76,7 @@ def test_srun_outside_slurm_is_a_clear_error():
 
 def test_auto_outside_slurm_is_local():
     assert resolve_launcher("auto", env={}) == "local"
+    assert resolve_launcher("auto", env={}, queued=10 ** 6) == "local"
 
 
 # -- srun -------------------------------------------------------------------------------------------
@@ -204,3 +205,18 @@ def test_mpirun_program_comes_from_ensemble_mpirun():
         resolve_launcher("mpirun", env={"ENSEMBLE_MPIRUN": "/nonexistent/mpiexec"})
     if shutil.which("mpiexec"):
         assert resolve_launcher("mpirun", env={"ENSEMBLE_MPIRUN": "mpiexec"}) == "mpirun"
+
+
+def test_worker_outside_slurm_is_a_clear_error():
+    with pytest.raises(SpecError, match="launcher: 'worker' needs a Slurm allocation"):
+        resolve_launcher("worker", env={})
+
+
+def test_auto_in_slurm_picks_workers_for_large_ensembles(tmp_path, monkeypatch):
+    srun = tmp_path / "srun"
+    srun.write_text("#!/bin/sh\n")
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    job = {"SLURM_JOB_ID": "1"}
+    assert resolve_launcher("auto", env=job, queued=WORKER_AUTO_RUNS - 1) == "srun"
+    assert resolve_launcher("auto", env=job, queued=WORKER_AUTO_RUNS) == "worker"

@@ -67,6 +67,8 @@ class Engine(Exits, Lifecycle):
         for source, run, fd in events:
             if source is Source.STEP:
                 self._on_exit(run)
+            elif source is Source.CHANNEL:
+                self.on_channel(fd)
             elif source is Source.HOOK:
                 self.hooks.on_readable(fd)
             elif self.reactor.signal_received and self.state is not EngineState.INTERRUPTING:
@@ -116,6 +118,7 @@ class Engine(Exits, Lifecycle):
                 self._launch_failed(run, launch, pending.attempt_id)
             else:
                 self._spawn(run, launch, pending.attempt_id)
+        self.executor.flush()
         self.prefetch_ahead()
 
     def _cannot_start(self, run: RunState) -> bool:
@@ -223,7 +226,11 @@ class Engine(Exits, Lifecycle):
         run.handle = handle
         if handle.pid is not None:
             self.recorder.batch.set_pid(attempt_id, handle.pid)
-        self.reactor.watch(self.executor.fileno(handle), Source.STEP, run)
+        fd = self.executor.fileno(handle)
+        if fd is None:
+            self.channel_runs[handle] = run
+        else:
+            self.reactor.watch(fd, Source.STEP, run)
         timeout = run.current.timeout
         if timeout:
             run.timers.append(self.reactor.call_later(timeout * 60, lambda: self._on_timeout(run, attempt_id)))

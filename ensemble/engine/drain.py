@@ -62,6 +62,8 @@ class Drain:
             for source, _, fd in self.reactor.wait(time.monotonic() + HEARTBEAT_SECONDS):
                 if source is Source.HOOK:
                     self.hooks.on_readable(fd)
+                elif source is Source.CHANNEL:
+                    self.on_channel(fd)
                 elif self.reactor.signal_received and self.state is not EngineState.INTERRUPTING:
                     self.interrupt("signal")
             self.reactor.fire_timers()

@@ -1,11 +1,15 @@
 """Kills and exits: signalling steps, collecting their ends, and what an end means for the run."""
 from __future__ import annotations
 
+import logging
 import signal
 import time
 
+from ensemble.engine.reactor import Source
 from ensemble.engine.runstate import Action, EngineState, KillReason, Outcome, Phase, RunState, after_step, outcome_of
 from ensemble.status import RunStatus
+
+log = logging.getLogger("ensemble.engine")
 
 
 class Exits:
@@ -36,7 +40,12 @@ class Exits:
 
     def _on_exit(self, run: RunState) -> None:
         handle, run.handle = run.handle, None
-        self.reactor.unwatch(self.executor.fileno(handle))
+        fd = self.executor.fileno(handle)
+        if fd is None:
+            self.channel_runs.pop(handle, None)
+        else:
+            self.reactor.unwatch(fd)
+        lost, error = self.executor.lost(handle), self.executor.start_error(handle)
         code = self.executor.reap(handle)
         self.executor.sweep(handle)
         for timer in run.timers:
@@ -44,11 +53,40 @@ class Exits:
         run.timers.clear()
         self.pool.release(run.placement)
         run.placement = None
-        if code != 0 and run.kill_reason is None and self.state is EngineState.INTERRUPTING:
-            # Ended badly while the manager is interrupted (Slurm signals every step of the job at
-            # once): the interruption, not the run, is to blame; it runs again later.
-            run.kill_reason = KillReason.INTERRUPTED
-        self._step_done(run, code, outcome_of(code, run.kill_reason, self.config.abort_on), None)
+        if lost:
+            self._step_done(run, None, Outcome.INTERRUPTED, "the worker of its node died")
+        elif error is not None:
+            self._step_done(run, None, Outcome.LAUNCH_ERROR, f"step {run.step} could not start: {error}")
+        else:
+            if code != 0 and run.kill_reason is None and self.state is EngineState.INTERRUPTING:
+                # Ended badly while the manager is interrupted (Slurm signals every step of the job
+                # at once): the interruption, not the run, is to blame; it runs again later.
+                run.kill_reason = KillReason.INTERRUPTED
+            self._step_done(run, code, outcome_of(code, run.kill_reason, self.config.abort_on), None)
+
+    def watch_channels(self) -> None:
+        """Watch the executor's channels (at start) and take its lost nodes out of the pool."""
+        for fd in self.executor.channels():
+            self.reactor.watch(fd, Source.CHANNEL, None)
+        self.drop_lost_nodes()
+
+    def on_channel(self, fd: int) -> None:
+        """A channel is readable: drop lost nodes first (their cores never come back), then end
+        the attempts that ended."""
+        ended = self.executor.on_readable(fd)
+        if fd not in self.executor.channels():
+            self.reactor.unwatch(fd)
+        self.drop_lost_nodes()
+        for handle in ended:
+            run = self.channel_runs.get(handle)
+            if run is not None and run.handle is handle:
+                self._on_exit(run)
+
+    def drop_lost_nodes(self) -> None:
+        for node in sorted(self.executor.take_lost_nodes()):
+            log.error("node %s is lost (its worker died): nothing more is placed there", node)
+            self.pool.disable(node)
+            self.recorder.batch.event(None, "node_lost", {"node": node})
 
     def end_attempt(self, run: RunState, code: int | None, outcome: Outcome) -> None:
         exit_code = code if code is not None and code >= 0 else None

@@ -63,6 +63,8 @@ class Lifecycle(Steering, Ledger, Drain):
         self.provider, self.launcher, self.options = provider, launcher, options
         self.make_executor, self.on_ready, self.early_signal = executor, on_ready, early_signal
         self.runs: dict[int, RunState] = {}
+        #: Runs of started attempts whose ends arrive over a channel (:meth:`Executor.channels`).
+        self.channel_runs: dict[Any, RunState] = {}
         #: Runs (of a shared ensemble) that can never fit here: left for a larger manager.
         self.too_large: set[int] = set()
         self.to_start: list[tuple[RunState, Any]] = []
@@ -158,6 +160,7 @@ class Lifecycle(Steering, Ledger, Drain):
     def _start(self) -> None:
         self.base_env[ENV_MANAGER] = self.lease.manager
         self.executor.set_base_env(self.base_env)
+        self.watch_channels()
         self.setup_str = str(self.setup_dir)
         self.inbox_watch = control.InboxWatch(self.setup_dir)
         applied = self._ingest()

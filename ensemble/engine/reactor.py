@@ -1,7 +1,7 @@
 """The reactor: one selector, cancellable timers and a signal pipe.
 
 Ready descriptors are handed back ordered by their kind's priority (step exits
-before hook replies before signals), so an exit that happened before a kill
+and channels before hook replies before signals), so an exit that happened before a kill
 request in the same turn keeps its real outcome.
 """
 from __future__ import annotations
@@ -30,7 +30,9 @@ class Source(IntEnum):
 
     SIGNAL = 0
     STEP = 1
-    HOOK = 2
+    #: A descriptor carrying the ends of many steps (:meth:`~ensemble.executors.Executor.channels`).
+    CHANNEL = 2
+    HOOK = 3
 
 
 @dataclass(order=True)

@@ -41,7 +41,10 @@ class Executor(ABC):
 
     ``start`` raises :class:`OSError` or :class:`ValueError` when a step cannot start; the
     engine fails that run only.  An executor whose processes exit independently exposes one
-    descriptor per handle (:meth:`fileno`) that becomes readable when the step has ended.
+    descriptor per handle (:meth:`fileno`) that becomes readable when the step has ended.  One
+    that multiplexes many attempts over a few descriptors (node-local workers, a job API)
+    returns None from :meth:`fileno`, lists those descriptors in :meth:`channels` and says
+    which attempts ended in :meth:`on_readable`.
     """
 
     name = "base"
@@ -56,8 +59,8 @@ class Executor(ABC):
         """Start the attempt."""
 
     @abstractmethod
-    def fileno(self, handle: Handle) -> int:
-        """A descriptor that becomes readable when the attempt has ended."""
+    def fileno(self, handle: Handle) -> int | None:
+        """A descriptor that becomes readable when the attempt has ended (None: see :meth:`channels`)."""
 
     @abstractmethod
     def exited(self, handle: Handle) -> bool:
@@ -74,6 +77,29 @@ class Executor(ABC):
     def sweep(self, handle: Handle) -> int:
         """Kill what the ended attempt left behind outside its process group; return how many."""
         return 0
+
+    def flush(self) -> None:  # noqa: B027 - most executors send nothing later
+        """Send what :meth:`start` queued (the engine calls it once a turn's attempts are started)."""
+
+    def channels(self) -> list[int]:
+        """Descriptors carrying the ends of many attempts (watched for as long as they are listed)."""
+        return []
+
+    def on_readable(self, fd: int) -> list[Handle]:
+        """Read a ready channel; the attempts that ended (a channel that closed is no longer listed)."""
+        return []
+
+    def take_lost_nodes(self) -> set[str]:
+        """Nodes on which nothing can start any more (their agent died) since the last call."""
+        return set()
+
+    def lost(self, handle: Handle) -> bool:
+        """Whether the attempt's end is unknown because its node's agent died (not the step's fault)."""
+        return False
+
+    def start_error(self, handle: Handle) -> str | None:
+        """Why an attempt that was started asynchronously never ran, once it has ended."""
+        return None
 
     def start_room(self) -> int | None:
         """How many attempts may start now (None: no limit of the executor's own)."""

@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ensemble.executors.base import Executor, Handle, Launch
@@ -24,6 +24,7 @@ ENV_LAUNCH = "ENSEMBLE_LAUNCH"
 #: Pauses between attempts to start a script that is "text file busy".
 ETXTBSY_DELAYS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 log = logging.getLogger("ensemble.executors")
 
 
@@ -62,6 +63,26 @@ def become_subreaper() -> bool:
         return False
 
 
+def die_with_parent(sig: int, parent: int | None = None) -> None:
+    """Ask the kernel for ``sig`` when the parent dies; if it died already (its pid is not
+    ``parent`` any more), take ``sig`` now.  Safe between fork and exec."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), sig)
+
+
+def kill_launched(tags: set[str]) -> int:
+    """SIGKILL the processes (and their groups) whose launch tag is one of ``tags``; return how many."""
+    needles = [f"{ENV_LAUNCH}={tag}".encode() + b"\0" for tag in tags]
+    killed = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and any(n in _environ(int(entry.name)) for n in needles):
+            _killpg(int(entry.name), signal.SIGKILL)
+            _kill(int(entry.name), signal.SIGKILL)
+            killed += 1
+    return killed
+
+
 def open_log(path: str) -> int:
     """Open a new log file; an existing one (made ahead by a manager that died before using it,
     or from a database of an older version) is appended to, never truncated."""
@@ -82,6 +103,9 @@ class LocalExecutor(Executor):
     subreaper: bool = False
     live: dict[int, LocalHandle] = field(default_factory=dict)
     doomed: set[int] = field(default_factory=set)
+    #: Called in each attempt's child between fork and exec (the node-local worker asks for
+    #: SIGKILL at its own death there); None keeps the fast spawn path.
+    child_setup: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self.encoded: dict[bytes, bytes] = {}
@@ -120,7 +144,8 @@ class LocalExecutor(Executor):
         """Popen, retrying ETXTBSY: a script just written may still be open for writing in a child
         that another thread forked and that has not reached exec yet."""
         start = functools.partial(subprocess.Popen, argv, cwd=cwd, env=env, stdin=self.devnull, stdout=out,
-                                  stderr=err, start_new_session=True, close_fds=False)
+                                  stderr=err, start_new_session=True, close_fds=False,
+                                  preexec_fn=self.child_setup)
         for delay in ETXTBSY_DELAYS:
             try:
                 return start()
