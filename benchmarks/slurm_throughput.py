@@ -5,7 +5,7 @@ In one invocation, on the same machine:
 * inside one ``sbatch -N <nodes> --exclusive`` job (this script started again with ``--inside``):
 
   - ``execute_local(launcher="srun")`` over ``--srun-runs`` runs of ``/bin/true``: one job step
-    per run (rate-limited to 20 steps/s, see ``ENSEMBLE_SRUN_RATE``);
+    per run (rate-limited to 60 steps/s, see ``ENSEMBLE_SRUN_RATE``);
   - ``execute_local(launcher="worker")`` over ``--runs`` runs: one worker per node, started by one
     ``srun --overlap`` each, then one JSON line each way per run;
   - a raw loop of ``srun --exact -N1 -n1 -c1 true``, ``--srun-runs`` of them, keeping as many

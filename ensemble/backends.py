@@ -28,9 +28,10 @@ from ensemble.providers.slurm import in_slurm_job
 from ensemble.routing import RoutedExecutor, RoutedLauncher
 
 LAUNCHER_CHOICES = ("auto", "local", "srun", "mpirun", "worker")
-#: Queued runs from which ``auto`` picks the worker path inside Slurm: srun-per-run creates about
-#: 20 steps/s, so below this the whole ensemble's step creation takes under 10 s, and the workers'
-#: own start (one srun and one interpreter per node) would not pay for itself.
+#: Queued runs from which ``auto`` picks the worker path inside Slurm: srun-per-run creates at most
+#: 60 steps/s (the executor's limit; slurmctld gave 74/s unlimited here), so below this step
+#: creation costs a few seconds in all and every run keeps a job step of its own (Slurm's
+#: accounting and cgroup); above it the workers' start (one srun and interpreter per node) pays.
 WORKER_AUTO_RUNS = 200
 #: ``--mpi=`` values the srun launcher accepts (Slurm's plugin names; None: Slurm's MpiDefault).
 MPI_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")

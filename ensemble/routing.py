@@ -17,8 +17,9 @@ from ensemble.spec import Step
 
 
 def on_worker(step: Step, placement: Placement) -> bool:
-    """Whether the step runs through its node's worker (one task, one node)."""
-    return step.tasks == 1 and len(placement.shares) == 1
+    """Whether the step runs through its node's worker: one task on one node, no GPUs (a GPU step
+    goes through srun, so Slurm binds its devices; the worker's own step holds none)."""
+    return step.tasks == 1 and not step.gpus_per_task and len(placement.shares) == 1
 
 
 class RoutedLauncher(Launcher):

@@ -140,6 +140,8 @@ def test_routing_sends_one_task_steps_to_workers_and_wider_ones_to_the_wide_laun
     two = Pool((Node("a", (0,)), Node("b", (0,)))).allocate(2, 1, 0)
     assert len(two.shares) == 2 and not on_worker(wide, two)
     assert RoutedLauncher(LocalLauncher()).command(narrow, here, ["app"], False) == ["app"]
+    gpu = Pool((Node("g", (0, 1), ("0", "1")),))
+    assert not on_worker(Step(["app"], gpus_per_task=1), gpu.allocate(1, 1, 1)), "Slurm binds GPU steps"
 
 
 def test_a_disabled_node_gets_nothing_and_keeps_nothing_released():
