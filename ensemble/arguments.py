@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ensemble.errors import SpecTypeError
+from ensemble.errors import SpecError, SpecTypeError
 from ensemble.spec import check_text
 
 #: Most missing run ids an error message lists.
@@ -55,3 +55,12 @@ def optional_path(name: str, value: Any) -> str | None:
     if not isinstance(value, (str, os.PathLike)):
         raise SpecTypeError(f"{name}: expected a file path or None, got {value!r}")
     return os.path.abspath(check_text(name, str(os.fspath(value))))
+
+
+def count_arg(name: str, value: Any, minimum: int) -> int:
+    """An integer option ``>= minimum`` (never a bool); the error names the option and the value."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecTypeError(f"{name}: expected an integer, got {value!r}")
+    if value < minimum:
+        raise SpecError(f"{name}: must be >= {minimum}, got {value!r}")
+    return value

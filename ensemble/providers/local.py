@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ensemble.arguments import count_arg
 from ensemble.errors import SpecError, SpecTypeError
 from ensemble.lease import HOST
 from ensemble.providers.base import Provider
@@ -15,14 +16,6 @@ log = logging.getLogger(__name__)
 
 #: What ``gpus=`` accepts: None (detect), a count, or exact device ids.
 GpuOption = int | Sequence[str] | None
-
-
-def _count(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecTypeError(f"{name}: expected an integer, got {value!r}")
-    if value < minimum:
-        raise SpecError(f"{name}: must be >= {minimum}, got {value!r}")
-    return value
 
 
 def gpu_option(gpus: object) -> int | list[str] | None:
@@ -78,5 +71,5 @@ class LocalProvider(Provider):
     name = "local"
 
     def nodes(self) -> tuple[Node, ...]:
-        cores = detect_cores() if self.cores is None else _count("cores", self.cores, 1)
+        cores = detect_cores() if self.cores is None else count_arg("cores", self.cores, 1)
         return (Node(HOST, tuple(range(cores)), choose_gpus(self.gpus, self.dev_root)),)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ensemble.arguments import count_arg
 from ensemble.backends import LAUNCHER_CHOICES
 from ensemble.errors import EnsembleError, SpecError, SpecTypeError
 from ensemble.execution import manager_options
@@ -41,14 +42,6 @@ class AllocRequest:
     launcher: str
 
 
-def _count(name: str, value: Any, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecTypeError(f"{name}: expected an integer, got {value!r}")
-    if value < least:
-        raise SpecError(f"{name}: must be >= {least}, got {value!r}")
-    return value
-
-
 def _word(name: str, value: Any, optional: bool = True) -> str | None:
     if value is None and optional:
         return None
@@ -68,12 +61,12 @@ def check_request(nodes: Any = 1, partition: Any = None, bank: Any = None, name:
     if launcher not in LAUNCHER_CHOICES:
         raise SpecError(f"launcher: expected one of {', '.join(LAUNCHER_CHOICES)}, got {launcher!r}")
     manager = manager_options(parallelism, allow_multiple, max_concurrency, kill_grace, log_layout, mpi, early_stop)
-    minutes = None if timeout is None else _count("timeout", timeout, 1)
+    minutes = None if timeout is None else count_arg("timeout", timeout, 1)
     if minutes is not None and manager["early_stop"] is not None and manager["early_stop"] >= minutes:
         raise SpecError(f"early_stop: {early_stop!r} minutes leaves no time to run in a {minutes}-minute allocation")
-    return AllocRequest(nodes=_count("nodes", nodes, 1), partition=_word("partition", partition),
+    return AllocRequest(nodes=count_arg("nodes", nodes, 1), partition=_word("partition", partition),
                         bank=_word("bank", bank), name=_word("name", name, optional=False) or "",
-                        timeout=minutes, repeats=_count("repeats", repeats, 0), manager=manager, launcher=launcher)
+                        timeout=minutes, repeats=count_arg("repeats", repeats, 0), manager=manager, launcher=launcher)
 
 
 def execute_argv(setup_dir: Path, request: AllocRequest) -> list[str]:
