@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ensemble import allocations
@@ -50,7 +51,7 @@ def submit_alloc(ensemble: Ensemble, request: AllocRequest) -> str:
     try:
         job = sbatch(path, hold=True)
     except EnsembleError:
-        path.unlink(missing_ok=True)
+        discard_script(path)
         raise
     try:
         how = ensemble._submit(allocations.command("submitted", job, job, script=str(path),
@@ -65,9 +66,19 @@ def submit_alloc(ensemble: Ensemble, request: AllocRequest) -> str:
         release(job)
     except BaseException:
         scancel(job)
-        path.unlink(missing_ok=True)
+        discard_script(path)
         raise
     return job
+
+
+def discard_script(path: Path) -> None:
+    """Remove a script that was never submitted (and ``batch/`` if it was the first): the setup
+    directory is left as it was."""
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:
+        pass
 
 
 def _queued(ensemble: Ensemble) -> int:

@@ -99,7 +99,7 @@ def test_missing_sbatch_is_a_clear_error_and_leaves_no_script(ens, tmp_path, mon
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(EnsembleError, match="sbatch: command not found"):
         ens.execute_alloc()
-    assert not list((ens.setup_dir / "batch").glob("*"))
+    assert not (ens.setup_dir / "batch").exists(), "the setup directory is left as it was"
     assert main(["--setup-dir", str(ens.setup_dir), "submit"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ensemble: error: sbatch: command not found") and "Traceback" not in err
