@@ -40,9 +40,15 @@ from ensemble.store import filesystem_type
 
 
 def make_ensemble(base: Path, name: str, n: int) -> Path:
+    """A fresh ensemble whose run directories are its own (``runs/`` beside ``setup``, not in the cwd)."""
     setup = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base)) / "setup"
-    Ensemble.create(application="/bin/true", runs=[Run({"x": i}) for i in range(n)], app_is_batch_script=False,
-                    setup_dir=str(setup))
+    cwd = os.getcwd()
+    os.chdir(setup.parent)
+    try:
+        Ensemble.create(application="/bin/true", runs=[Run({"x": i}) for i in range(n)], app_is_batch_script=False,
+                        setup_dir=str(setup))
+    finally:
+        os.chdir(cwd)
     return setup
 
 

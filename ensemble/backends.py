@@ -104,8 +104,11 @@ def choose_backend(launcher: str, mpi: str | None, cores: int | None, gpus: Any)
     slurm = in_slurm_job()
     if launcher == "local" or not slurm and launcher == "mpirun":
         provider: Provider = LocalProvider(cores, gpus)
+    elif isinstance(gpus, list):
+        raise SpecError(f"gpus: device ids {gpus!r} name this machine's GPUs; inside a Slurm job the job's "
+                        "GRES gives them (pass a count per node to use fewer)")
     else:
-        provider = SlurmProvider(cores, gpus if isinstance(gpus, int) else None)
+        provider = SlurmProvider(cores, gpus)
     if launcher == "srun":
         return Backend(provider, SrunLauncher(mpi), SrunExecutor)
     if launcher == "mpirun":

@@ -77,8 +77,21 @@ def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concur
     spec.update(timeout=_positive("timeout", timeout, float), cores=_positive("cores", cores),
                 gpus=gpu_option(gpus), launcher=resolve_launcher(launcher, queued=queued))
     spec["mpi"] = check_mpi(mpi, spec["launcher"])
-    choose_backend(spec["launcher"], spec["mpi"], spec["cores"], spec["gpus"]).provider.nodes()
+    provider = choose_backend(spec["launcher"], spec["mpi"], spec["cores"], spec["gpus"]).provider
+    provider.nodes()
+    _check_early_stop(spec["early_stop"], spec["timeout"], provider.end_time())
     return spec
+
+
+def _check_early_stop(early_stop: float | None, timeout: float | None, alloc_end: float | None) -> None:
+    """``early_stop`` counts back from an end: ``timeout`` or the allocation's; it must leave time."""
+    if early_stop is None:
+        return
+    if timeout is None and alloc_end is None:
+        raise SpecError(f"early_stop: {early_stop!r} minutes before an end, but there is none here "
+                        "(give timeout=, or run inside an allocation with a time limit)")
+    if timeout is not None and early_stop >= timeout:
+        raise SpecError(f"early_stop: must be shorter than timeout ({timeout!r} minutes), got {early_stop!r}")
 
 
 def _check_no_flux(store: Store) -> None:

@@ -110,10 +110,11 @@ class Pool:
         fit = cores // cores_per_task
         return min(fit, gpus // gpus_per_task) if gpus_per_task else fit
 
-    def can_ever_fit(self, tasks: int, cores_per_task: int, gpus_per_task: int) -> bool:
-        """Whether the step fits into the empty allocation."""
+    def can_ever_fit(self, tasks: int, cores_per_task: int, gpus_per_task: int, lost_too: bool = False) -> bool:
+        """Whether the step fits into the empty allocation (``lost_too``: as it was before any node
+        was disabled)."""
         room = sum(self._tasks_fitting(len(n.cores), len(n.gpus), cores_per_task, gpus_per_task) for n in self.nodes
-                   if n.name not in self.disabled)
+                   if lost_too or n.name not in self.disabled)
         return room >= tasks
 
     def disable(self, name: str) -> None:

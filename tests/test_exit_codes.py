@@ -22,11 +22,18 @@ def test_some_failed_is_three(edir):
 
 
 def test_work_left_is_five(edir):
-    # The timeout leaves 30 s; early_stop stops launching 1 minute before it: nothing starts.
-    ens = create([run(i, sh("true")) for i in range(1, 4)])
-    assert execute_block(ens, "--timeout", "0.5", "--early-stop", "1") == EXIT_WORK_LEFT
-    assert ens.attempts() == []
+    # The timeout leaves 30 s: a step that may take a minute is not started (the walltime rule).
+    ens = create([run(1, sh("true")), run(2, sh("true", timeout=1))])
+    assert execute_block(ens, "--timeout", "0.5") == EXIT_WORK_LEFT
+    assert [a["run_id"] for a in ens.attempts()] == [1]
     assert execute_block(ens) == 0, "the next execution does the work left"
+
+
+def test_early_stop_needs_an_end_and_room(edir):
+    ens = create([run(1, sh("true"))])
+    assert execute_block(ens, "--early-stop", "1") == 2
+    assert execute_block(ens, "--timeout", "0.5", "--early-stop", "1") == 2
+    assert ens.attempts() == []
 
 
 def test_python_api_returns_none_for_result_codes(edir):

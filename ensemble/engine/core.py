@@ -139,6 +139,11 @@ class Engine(Exits, Lifecycle):
         for k, step in enumerate(run.steps[run.step:], start=run.step):
             if self.pool.can_ever_fit(step.tasks, step.cores_per_task, step.gpus_per_task):
                 continue
+            if self.pool.can_ever_fit(step.tasks, step.cores_per_task, step.gpus_per_task, lost_too=True):
+                # It fitted before a node was lost: the next allocation runs it.
+                self.later.add(run.id)
+                self.release_claim(run) if run.claimed else self.runs.pop(run.id, None)
+                return True
             message = (f"step {k} needs {step.tasks} tasks x {step.cores_per_task} cores x {step.gpus_per_task} "
                        f"gpus; the allocation has {self.pool.total_cores} cores and {self.pool.total_gpus} gpus "
                        f"on {len(self.pool.nodes)} node(s): it can never fit")

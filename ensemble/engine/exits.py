@@ -124,7 +124,9 @@ class Exits:
             self.release_claim(run)
             return
         run.phase = Phase.WAITING
-        placement = self.pool.allocate(*_shape(run))
+        if self._too_late(run):
+            return
+        placement = None if self.executor.start_room() == 0 else self.pool.allocate(*_shape(run))
         if placement is None:
             self.queue.ready.appendleft(run)
         else:

@@ -88,6 +88,8 @@ class RunQueue:
                     return chosen
                 if cannot_start(run):
                     queue.remove(run)
+                    if self.reserved is run:
+                        self.reserved, self.passed = None, 0
                     continue
                 placement = self._place(run, full)
                 if placement is False:
