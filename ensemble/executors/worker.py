@@ -89,7 +89,6 @@ class WorkerExecutor(Executor):
         self.channels_by_fd: dict[int, Channel] = {}
         self.by_node: dict[str, Channel] = {}
         self.lost_nodes: set[str] = set()
-        self.sweepers: list[subprocess.Popen] = []
         #: Channels whose worker ended: their stdout stays open until :meth:`close`, so the number
         #: cannot be reused while the engine still watches it.
         self.dead: list[Channel] = []
@@ -194,14 +193,16 @@ class WorkerExecutor(Executor):
 
     def _sweep_node(self, name: str, tags: set[str]) -> None:
         """Kill, on the node, what the dead worker's attempts left running (they die with it only
-        where Slurm tracks the step's processes with cgroups)."""
+        where Slurm tracks the step's processes with cgroups), and wait for it: the runs are
+        requeued only once their old processes are gone, so no run ever runs twice at once."""
         node = next(n for n in self.nodes if n.name == name)
         try:
-            self.sweepers.append(subprocess.Popen([*self.command(node), "--kill", *sorted(tags)],
-                                                  stdin=subprocess.DEVNULL, env=dict(self.base_env),
-                                                  start_new_session=True))
+            sweeper = subprocess.Popen([*self.command(node), "--kill", *sorted(tags)], stdin=subprocess.DEVNULL,
+                                       env=dict(self.base_env), start_new_session=True)
         except OSError as exc:
             log.error("could not sweep %s after its worker died: %s", name, exc)
+            return
+        _wait_or_kill(sweeper)
 
     def take_lost_nodes(self) -> set[str]:
         lost, self.lost_nodes = self.lost_nodes, set()
@@ -246,8 +247,6 @@ class WorkerExecutor(Executor):
                 pass
         for channel in channels:
             self._end(channel)
-        for sweeper in self.sweepers:
-            _wait_or_kill(sweeper)
         for channel in channels + self.dead:
             channel.popen.stdout.close()
         self.by_node.clear()
