@@ -96,6 +96,10 @@ class RoutedExecutor(Executor):
         return {**self.wide.describe(), **self.workers.describe(), "executor": self.name,
                 "wide_executor": self.wide.name}
 
+    def settle(self) -> None:
+        self.wide.settle()
+        self.workers.settle()
+
     def close(self) -> None:
         self.workers.close()
         self.wide.close()

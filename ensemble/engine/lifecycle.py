@@ -194,6 +194,7 @@ class Lifecycle(Steering, Ledger, Drain):
             run.handle = None
             if record:
                 self.end_attempt(run, code, Outcome.INTERRUPTED)
+        self.executor.settle()
         if self.hooks is not None:
             self.hooks.kill_busy()
             self.hooks.stop()

@@ -109,6 +109,10 @@ class Executor(ABC):
         """When (``time.monotonic()``) more attempts may start, if the executor holds starts back now."""
         return None
 
+    def settle(self) -> None:  # noqa: B027 - an executor whose signals act at once has nothing to wait for
+        """Wait until the attempts just sent SIGKILL are gone (the manager then gives their runs
+        back and drops its lease: no attempt may outlive that)."""
+
     def describe(self) -> dict[str, Any]:
         """What the engine logs about this executor at start."""
         return {"executor": self.name}

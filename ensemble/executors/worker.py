@@ -23,8 +23,9 @@ from ensemble.executors.local import die_with_parent
 from ensemble.executors.wire import READ_SIZE, Lines, encode, start_request
 from ensemble.resources import Node
 
-#: Seconds the workers may take to say "ready" at start (srun, then a Python interpreter).
-READY_TIMEOUT = 60.0
+#: Seconds the workers may take to say "ready" at start (srun, then a Python interpreter); well
+#: inside the lease's staleness (60 s), since the manager does not heartbeat while it waits.
+READY_TIMEOUT = 30.0
 #: Seconds a worker may take to exit after its stdin closed, before its srun is killed.
 EXIT_TIMEOUT = 10.0
 log = logging.getLogger("ensemble.executors")
@@ -237,6 +238,11 @@ class WorkerExecutor(Executor):
         except OSError:
             pass
         _wait_or_kill(channel.popen)
+
+    def settle(self) -> None:
+        """The kills went over the workers' pipes: end the workers (each kills what it started and
+        exits) and wait for them; :meth:`close` later finds nothing left to end."""
+        self.close()
 
     def close(self) -> None:
         channels = list(self.by_node.values())
