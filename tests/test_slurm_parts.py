@@ -83,3 +83,22 @@ def test_use_flux_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(SpecError, match="use_flux: True was given at create"):
         ens.execute_local(blocking=True)
     assert ens.attempts() == [] and not (tmp_path / "s" / "logs" / "manager.log").exists()
+
+
+def test_a_failing_slurm_command_is_tried_again_then_named(tmp_path, monkeypatch):
+    from ensemble.providers import slurm
+
+    calls = tmp_path / "calls"
+    fake = tmp_path / "scontrol"  # a stand-in that fails twice then answers, counting its calls
+    fake.write_text(f'#!/bin/sh\necho x >> {calls}\n[ "$(wc -l < {calls})" -ge 3 ] && echo node1 && exit 0\n'
+                    'echo "slurm_load_jobs error: Socket timed out" >&2; exit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(slurm, "SLURM_RETRY_DELAYS", (0.0, 0.0))
+    assert slurm.slurm_command([str(fake), "show", "hostnames", "node1"]) == "node1\n"
+    assert calls.read_text().count("x") == 3
+    calls.unlink()
+    monkeypatch.setattr(slurm, "SLURM_RETRY_DELAYS", (0.0,))
+    with pytest.raises(EnsembleError, match="slurm: .*scontrol show hostnames node1 failed \\(1\\): slurm_load_jobs"):
+        slurm.slurm_command([str(fake), "show", "hostnames", "node1"])
+    with pytest.raises(EnsembleError, match="slurm: /nonexistent/scontrol is not on PATH"):
+        slurm.slurm_command(["/nonexistent/scontrol"])

@@ -20,6 +20,8 @@ from ensemble.resources import Node
 
 #: Seconds a Slurm client command may take.
 SCONTROL_TIMEOUT = 30.0
+#: Pauses before a failed Slurm client command is tried again.
+SLURM_RETRY_DELAYS = (1.0, 3.0)
 _CPUS_GROUP = re.compile(r"^(\d+)(?:\(x(\d+)\))?$")
 _GPU_IDX = re.compile(r"(?:^|,)gpu(?::[^:(,]+)?:\d+\(IDX:([^)]*)\)")
 log = logging.getLogger(__name__)
@@ -31,15 +33,26 @@ def in_slurm_job(env: Mapping[str, str] = os.environ) -> bool:
 
 
 def slurm_command(argv: list[str]) -> str:
-    """Output of a Slurm client command; :class:`EnsembleError` naming it when it fails."""
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=SCONTROL_TIMEOUT,
-                              stdin=subprocess.DEVNULL, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise EnsembleError(f"slurm: {' '.join(argv)} could not run: {exc}") from None
-    if done.returncode != 0:
-        raise EnsembleError(f"slurm: {' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout
+    """Output of a Slurm client command, tried again after 1 s and 3 s (slurmctld may be busy for
+    a moment); :class:`EnsembleError` naming it when it keeps failing."""
+    delays = list(SLURM_RETRY_DELAYS)
+    while True:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=SCONTROL_TIMEOUT,
+                                  stdin=subprocess.DEVNULL, check=False)
+        except FileNotFoundError:
+            raise EnsembleError(f"slurm: {argv[0]} is not on PATH") from None
+        except (OSError, subprocess.SubprocessError) as exc:
+            why = f"could not run: {exc}"
+        else:
+            if done.returncode == 0:
+                return done.stdout
+            why = f"failed ({done.returncode}): {done.stderr.strip()}"
+        if not delays:
+            raise EnsembleError(f"slurm: {' '.join(argv)} {why}")
+        delay = delays.pop(0)
+        log.warning("slurm: %s %s; trying again in %g s", " ".join(argv), why, delay)
+        time.sleep(delay)
 
 
 def expand_hostlist(hostlist: str) -> list[str]:
