@@ -260,8 +260,9 @@ class Ensemble:
             kill_grace: seconds between SIGTERM and SIGKILL when a step is killed.
             log_layout: ``"split"`` (``ensemble.step<k>.attempt<n>.out`` and ``.err``) or
                 ``"combined"`` (one ``.log`` holding both streams: one file less per attempt).
-            launcher: how steps start: ``"auto"`` (``srun`` inside a Slurm job, else local
-                processes), ``"local"``, ``"srun"`` or ``"mpirun"`` (see :doc:`hpc`).
+            launcher: how steps start: ``"auto"`` (inside a Slurm job ``srun``, or ``"worker"``
+                from 200 queued runs; else local processes), ``"local"``, ``"srun"``,
+                ``"mpirun"`` or ``"worker"`` (see :doc:`hpc`).
             mpi: the ``srun --mpi=`` plugin for steps (``"pmix"``, ``"pmi2"``; default:
                 ``$ENSEMBLE_MPI``, else Slurm's ``MpiDefault``).
             early_stop: minutes before the allocation's end (or ``timeout``) after which no new
@@ -301,7 +302,7 @@ class Ensemble:
                 allocation ends; the one still queued is cancelled when the ensemble completes.
             parallelism, early_stop, allow_multiple, max_concurrency: as for :meth:`execute_local`.
             launcher, mpi, kill_grace, log_layout: as for :meth:`execute_local`; the launcher is
-                checked by name here and decided inside the job (``auto``: ``srun``).
+                checked by name here and decided inside the job (``auto``: ``srun`` or ``worker``).
 
         Raises:
             ValueError, TypeError: for invalid arguments, naming field and value.
