@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -28,6 +29,7 @@ from ensemble.errors import EnsembleError
 from ensemble.providers.sbatch import AllocRequest, check_request, release, render_script, sbatch, scancel, write_script
 from ensemble.status import RunStatus
 
+log = logging.getLogger(__name__)
 __all__ = ["check_request", "run_in_job", "script_text", "submit_alloc"]
 
 if TYPE_CHECKING:
@@ -65,7 +67,10 @@ def submit_alloc(ensemble: Ensemble, request: AllocRequest) -> str:
             time.sleep(0.1)
         release(job)
     except BaseException:
-        scancel(job)
+        try:
+            scancel(job)
+        except EnsembleError as exc:  # the first error is the one to report
+            log.error("could not cancel held job %s: %s", job, exc)
         discard_script(path)
         raise
     return job

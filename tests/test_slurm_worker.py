@@ -41,15 +41,14 @@ def test_two_thousand_tiny_runs_through_workers_each_once(edir, slurm):
     wide = {7, 500, 1500}
     ens = create([run(i, sh("true", tasks=2) if i in wide else sh("true")) for i in range(1, 2001)])
     script = batch_script(edir / "job.sh", ens.setup_dir, "--launcher", "worker")
-    done = slurm.run("sbatch", "--parsable", "--wait", "-N", "3", "--exclusive", "-t", "5",
-                     "-o", str(edir / "job.out"), str(script), check=False)
-    job = done.stdout.strip().split(";")[0]
-    assert done.returncode == 0, (edir / "job.out").read_text()
+    job, code = slurm.sbatch_wait(script, edir / "job.out", "-N", "3", "--exclusive", "-t", "5")
+    assert code == 0, (edir / "job.out").read_text()
     assert set(statuses(ens).values()) == {RunStatus.SUCCESS}
     by_run = attempts_by_run(ens)
     assert len(by_run) == 2000 and all(len(a) == 1 for a in by_run.values())
     nodes = {s["node"] for a in ens.attempts() for s in a["placement"]}
-    assert nodes == {"node1", "node2", "node3"}
+    (started,) = [e["detail"] for e in ens.events() if e["kind"] == "executor_started"]
+    assert len(nodes) == 3 and set(started["workers"]) == nodes, "one worker per node of the job, all used"
     for run_id, (attempt,) in by_run.items():
         if run_id in wide:
             assert attempt["command"][:2] == ["srun", "--exact"]

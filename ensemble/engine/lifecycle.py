@@ -161,6 +161,8 @@ class Lifecycle(Steering, Ledger, Drain):
         self.base_env[ENV_MANAGER] = self.lease.manager
         self.executor.set_base_env(self.base_env)
         self.watch_channels()
+        if self.executor.channels() or self.pool.disabled:  # started helpers of its own (workers)
+            self.recorder.batch.event(None, "executor_started", self.executor.describe())
         self.setup_str = str(self.setup_dir)
         self.inbox_watch = control.InboxWatch(self.setup_dir)
         applied = self._ingest()
