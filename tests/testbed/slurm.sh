@@ -23,7 +23,7 @@ install() {
 }
 
 pids() {
-    for f in "$S"/run/*.pid; do [ -e "$f" ] && cat "$f"; done
+    for f in "$S"/run/*.pid; do cat "$f" 2>/dev/null; done
 }
 
 running() {
