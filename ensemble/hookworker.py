@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ensemble.hooks import ENV_MANAGER, ENV_SETUP_DIR, HOOKS, call_hook, load_interface
+from ensemble.procs import end_children
 from ensemble.spec import to_json
 
 
@@ -196,17 +197,8 @@ class HookPool:
     def stop(self) -> None:
         """Close the workers' input and wait for them (killing stragglers)."""
         live = [w for w in self.workers if not w.dead]
+        end_children([w.popen for w in live], timeout=5)
         for worker in live:
-            try:
-                worker.popen.stdin.close()
-            except OSError:
-                pass
-        for worker in live:
-            try:
-                worker.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.popen.pid, 9)
-                worker.popen.wait()
             worker.popen.stdout.close()
         self.workers.clear()
 

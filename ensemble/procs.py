@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterable
+import subprocess
+from collections.abc import Iterable, Sequence
 
 from ensemble.hooks import ENV_MANAGER
 
@@ -39,3 +40,21 @@ def kill_tagged(manager_ids: Iterable[str]) -> int:
                 pass
     return len(pids)
 
+
+def end_children(popens: Sequence[subprocess.Popen], timeout: float) -> None:
+    """Close each child's stdin (its cue to exit), then wait for each; one still there after
+    ``timeout`` seconds is killed with its process group."""
+    for popen in popens:
+        try:
+            popen.stdin.close()
+        except (OSError, AttributeError):
+            pass
+    for popen in popens:
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            popen.wait()

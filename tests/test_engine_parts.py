@@ -21,10 +21,11 @@ from ensemble.status import RunStatus
 from ensemble.store import Store
 
 
-def state(steps: int = 2, step: int = 0, restarts: int = 0, shape: tuple[int, int] = (1, 1)) -> RunState:
+def state(steps: int = 2, step: int = 0, restarts: int = 0, shape: tuple[int, int] = (1, 1),
+          run_id: int = 1) -> RunState:
     tasks, cores = shape
     steps_ = [Step(["true"], batch_script=False, tasks=tasks, cores_per_task=cores) for _ in range(steps)]
-    return RunState(1, {}, steps_, "/tmp/r", step, restarts, 0)
+    return RunState(run_id, {}, steps_, "/tmp/r", step, restarts, 0)
 
 
 # -- outcomes -----------------------------------------------------------------------------------------------
@@ -96,12 +97,7 @@ def test_a_wide_step_gets_a_reservation_and_is_not_starved():
     pool = Pool((Node("n", tuple(range(4))),))
     queue = RunQueue(pool)
     wide = state(steps=1, shape=(4, 1))
-    wide.id = 1
-    small = []
-    for i in range(2, 40):
-        run = state(steps=1)
-        run.id = i
-        small.append(run)
+    small = [state(steps=1, run_id=i) for i in range(2, 40)]
     busy = pool.allocate(1, 1, 0)
     queue.waiting.extend([wide, *small])
     placed = []

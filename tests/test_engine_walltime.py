@@ -22,12 +22,7 @@ def test_a_reserved_run_that_is_dropped_no_longer_holds_the_queue():
     queue = RunQueue(pool)
     busy = pool.allocate(1, 1, 0)
     wide = state(steps=1, shape=(2, 1))
-    wide.id = 1
-    small = []
-    for i in range(2, 8):
-        s = state(steps=1)
-        s.id = i
-        small.append(s)
+    small = [state(steps=1, run_id=i) for i in range(2, 8)]
     queue.waiting.extend([wide, *small])
     placed = []
     for _ in range(queue.reserve_after + 1):  # the small runs pass the reserved wide one, then wait

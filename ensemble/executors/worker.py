@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from ensemble.executors.base import Executor, Handle, Launch
 from ensemble.executors.local import die_with_parent
 from ensemble.executors.wire import READ_SIZE, Lines, encode, start_request
+from ensemble.procs import end_children
 from ensemble.resources import Node
 
 #: Seconds the workers may take to say "ready" at start (srun, then a Python interpreter); well
@@ -203,7 +204,7 @@ class WorkerExecutor(Executor):
         except OSError as exc:
             log.error("could not sweep %s after its worker died: %s", name, exc)
             return
-        _wait_or_kill(sweeper)
+        end_children([sweeper], EXIT_TIMEOUT)
 
     def take_lost_nodes(self) -> set[str]:
         lost, self.lost_nodes = self.lost_nodes, set()
@@ -232,12 +233,9 @@ class WorkerExecutor(Executor):
 
     @staticmethod
     def _end(channel: Channel) -> None:
-        """End of file to the worker, then wait for its srun (killed if it takes too long)."""
-        try:
-            channel.popen.stdin.close()
-        except OSError:
-            pass
-        _wait_or_kill(channel.popen)
+        """End of file to the worker, then wait for its srun (killed if it takes too long: a node
+        that died with its worker may leave its srun waiting)."""
+        end_children([channel.popen], EXIT_TIMEOUT)
 
     def settle(self) -> None:
         """The kills went over the workers' pipes: end the workers (each kills what it started and
@@ -246,24 +244,8 @@ class WorkerExecutor(Executor):
 
     def close(self) -> None:
         channels = list(self.by_node.values())
-        for channel in channels:
-            try:
-                channel.popen.stdin.close()
-            except OSError:
-                pass
-        for channel in channels:
-            self._end(channel)
+        end_children([c.popen for c in channels], EXIT_TIMEOUT)
         for channel in channels + self.dead:
             channel.popen.stdout.close()
         self.by_node.clear()
         self.channels_by_fd.clear()
-
-
-def _wait_or_kill(popen: subprocess.Popen) -> None:
-    """Wait for an srun (a worker's, a sweep's) that should end by itself; kill it if it does not
-    (a node that died with its worker may leave its srun waiting)."""
-    try:
-        popen.wait(EXIT_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        popen.kill()
-        popen.wait()
