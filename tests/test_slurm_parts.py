@@ -102,3 +102,14 @@ def test_a_failing_slurm_command_is_tried_again_then_named(tmp_path, monkeypatch
         slurm.slurm_command([str(fake), "show", "hostnames", "node1"])
     with pytest.raises(EnsembleError, match="slurm: /nonexistent/scontrol is not on PATH"):
         slurm.slurm_command(["/nonexistent/scontrol"])
+
+
+def test_detection_never_crashes_without_the_resource_managers_commands(tmp_path, monkeypatch):
+    from ensemble.backends import resolve_launcher
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun, scontrol, flux, mpirun here
+    job = {"SLURM_JOB_ID": "42"}
+    assert resolve_launcher("auto", env=job, queued=10 ** 6) == "local"
+    for name in ("srun", "worker", "mpirun"):
+        with pytest.raises(SpecError, match=f"launcher: '{name}'"):
+            resolve_launcher(name, env=job)
