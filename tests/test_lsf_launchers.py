@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 
 from ensemble import Step
+from ensemble.backends import choose_backend, resolve_launcher
+from ensemble.errors import SpecError
 from ensemble.launchers import JsrunLauncher, LrunLauncher
 from ensemble.resources import VISIBLE_DEVICES_VARS, Node, Placement, Pool, Share
 from ensemble.rundir import RunDirPreparer
@@ -117,3 +119,42 @@ def test_ensemble_launch_in_a_batch_script(tmp_path, launcher, line):
     prefix = " ".join(launcher.prefix(step, hosts(1, gpus=4).allocate(2, 4, 1)))
     text = Template.load(script).render(RunDirPreparer.values(1, str(tmp_path), {}, prefix))
     assert text == f"#!/bin/bash\n{line}\n[{line.removesuffix(' ./sim')}]\n"
+
+
+# -- choosing them ----------------------------------------------------------------------------------
+def fake_path(tmp_path, monkeypatch, *names: str) -> None:
+    for name in names:
+        (tmp_path / name).write_text("#!/bin/sh\n")
+        (tmp_path / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+
+JOB = {"LSB_JOBID": "4242"}
+
+
+@pytest.mark.parametrize(("commands", "chosen"), [(("lrun", "jsrun"), "lrun"), (("jsrun",), "jsrun"), ((), "local")])
+def test_auto_in_lsf_prefers_lrun_then_jsrun_and_never_fails_on_missing_commands(tmp_path, monkeypatch, commands,
+                                                                                 chosen):
+    fake_path(tmp_path, monkeypatch, *commands)
+    assert resolve_launcher("auto", env=JOB) == chosen
+    assert resolve_launcher("auto", env={}) == "local"
+
+
+def test_lsf_launchers_outside_lsf_or_missing_are_clear_errors(tmp_path, monkeypatch):
+    fake_path(tmp_path, monkeypatch, "jsrun")
+    with pytest.raises(SpecError, match="launcher: 'jsrun' needs an LSF allocation \\(LSB_JOBID is not set here\\)"):
+        resolve_launcher("jsrun", env={})
+    with pytest.raises(SpecError, match="launcher: 'lrun' is not on PATH"):
+        resolve_launcher("lrun", env=JOB)
+    assert resolve_launcher("jsrun", env=JOB) == "jsrun"
+
+
+def test_lsf_backend_reads_the_job_and_refuses_device_ids(monkeypatch):
+    monkeypatch.setenv("LSB_JOBID", "4242")
+    monkeypatch.setenv("LSB_MCPU_HOSTS", "batch1 1 lassen12 40")
+    backend = choose_backend("lrun", None, None, 4)
+    assert isinstance(backend.launcher, LrunLauncher)
+    assert backend.provider.nodes() == (Node("lassen12", tuple(range(40)), ("0", "1", "2", "3")),)
+    assert isinstance(choose_backend("jsrun", None, None, None).launcher, JsrunLauncher)
+    with pytest.raises(SpecError, match="gpus: device ids \\['0'\\] .* GPU count of each host"):
+        choose_backend("jsrun", None, None, ["0"])
