@@ -3,7 +3,9 @@
 ``auto`` (the default): inside a Slurm job (``SLURM_JOB_ID`` set) with ``srun`` on PATH, steps
 start through ``srun`` on the job's nodes, or, when at least :data:`WORKER_AUTO_RUNS` runs are
 queued, through node-local workers (``worker``: single-task steps by the worker of their node,
-wider ones still by ``srun``); anywhere else as plain local processes.  The choice is
+wider ones still by ``srun``); inside an LSF job (``LSB_JOBID`` set) through ``lrun`` when it is
+on PATH, else ``jsrun`` when that is; anywhere else as plain local processes.  Missing commands
+are looked up with :func:`shutil.which`, never run, so detection cannot fail on them.  The choice is
 made once, when options are checked, so a wrong one is a clear error before anything runs.
 
 ``mpi=`` (srun's ``--mpi=`` plugin) comes from the option, else from ``ENSEMBLE_MPI``, else is
@@ -21,13 +23,16 @@ from typing import Any
 
 from ensemble.errors import SpecError
 from ensemble.executors import Executor, LocalExecutor, SrunExecutor, WorkerExecutor
-from ensemble.launchers import Launcher, LocalLauncher, MpirunLauncher, SrunLauncher
+from ensemble.launchers import JsrunLauncher, Launcher, LocalLauncher, LrunLauncher, MpirunLauncher, SrunLauncher
 from ensemble.launchers.srun import srun_mpi_plugins
-from ensemble.providers import LocalProvider, Provider, SlurmProvider
+from ensemble.providers import LocalProvider, LsfProvider, Provider, SlurmProvider
+from ensemble.providers.lsf import in_lsf_job
 from ensemble.providers.slurm import in_slurm_job
 from ensemble.routing import RoutedExecutor, RoutedLauncher
 
-LAUNCHER_CHOICES = ("auto", "local", "srun", "mpirun", "worker")
+LAUNCHER_CHOICES = ("auto", "local", "srun", "mpirun", "worker", "jsrun", "lrun")
+#: The LSF launchers, in the order ``auto`` prefers them.
+LSF_LAUNCHERS = ("lrun", "jsrun")
 #: Queued runs from which ``auto`` picks the worker path inside Slurm: srun-per-run creates at most
 #: 60 steps/s (the executor's limit; slurmctld gave 74/s unlimited here), so below this step
 #: creation costs a few seconds in all and every run keeps a job step of its own (Slurm's
@@ -63,9 +68,15 @@ def resolve_launcher(launcher: Any, env: Mapping[str, str] = os.environ, queued:
     if launcher not in LAUNCHER_CHOICES:
         raise SpecError(f"launcher: expected one of {', '.join(LAUNCHER_CHOICES)}, got {launcher!r}")
     if launcher == "auto":
-        if not (in_slurm_job(env) and shutil.which("srun")):
-            return "local"
-        return "worker" if queued >= WORKER_AUTO_RUNS else "srun"
+        if in_slurm_job(env) and shutil.which("srun"):
+            return "worker" if queued >= WORKER_AUTO_RUNS else "srun"
+        if in_lsf_job(env):
+            return next((name for name in LSF_LAUNCHERS if shutil.which(name)), "local")
+        return "local"
+    if launcher in LSF_LAUNCHERS and not in_lsf_job(env):
+        raise SpecError(f"launcher: {launcher!r} needs an LSF allocation (LSB_JOBID is not set here)")
+    if launcher in LSF_LAUNCHERS and not shutil.which(launcher):
+        raise SpecError(f"launcher: {launcher!r} is not on PATH")
     if launcher in ("srun", "worker") and not in_slurm_job(env):
         raise SpecError(f"launcher: {launcher!r} needs a Slurm allocation (SLURM_JOB_ID is not set here)")
     if launcher in ("srun", "worker") and not shutil.which("srun"):
@@ -104,6 +115,12 @@ def choose_backend(launcher: str, mpi: str | None, cores: int | None, gpus: Any)
     slurm = in_slurm_job()
     if launcher == "local" or not slurm and launcher == "mpirun":
         provider: Provider = LocalProvider(cores, gpus)
+    elif launcher in LSF_LAUNCHERS:
+        if isinstance(gpus, list):
+            raise SpecError(f"gpus: device ids {gpus!r} name this machine's GPUs; inside an LSF job pass the "
+                            "GPU count of each host")
+        launch = JsrunLauncher() if launcher == "jsrun" else LrunLauncher()
+        return Backend(LsfProvider(cores, gpus), launch, LocalExecutor)
     elif isinstance(gpus, list):
         raise SpecError(f"gpus: device ids {gpus!r} name this machine's GPUs; inside a Slurm job the job's "
                         "GRES gives them (pass a count per node to use fewer)")

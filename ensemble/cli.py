@@ -199,7 +199,7 @@ def _add_manager_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-multiple", action="store_true", help="share the work with other managers")
     parser.add_argument("--launcher", choices=LAUNCHER_CHOICES, default="auto",
                         help="how steps start: auto (inside a Slurm job srun, or worker from 200 queued runs; "
-                             "else local), local, srun, mpirun, worker")
+                             "inside an LSF job lrun, else jsrun; else local), local, srun, mpirun, worker, jsrun, lrun")
     parser.add_argument("--mpi", help="srun --mpi= plugin for steps (default: $ENSEMBLE_MPI, else Slurm's MpiDefault)")
     parser.add_argument("--early-stop", type=float,
                         help="minutes before the allocation's end (or --timeout) to stop starting runs")

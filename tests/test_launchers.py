@@ -65,7 +65,8 @@ def test_local_command_is_the_argv_itself():
 
 
 def test_unknown_launcher_names_itself():
-    with pytest.raises(SpecError, match="launcher: expected one of auto, local, srun, mpirun, worker, got 'slurm'"):
+    with pytest.raises(SpecError,
+                       match="launcher: expected one of auto, local, srun, mpirun, worker, jsrun, lrun, got 'slurm'"):
         resolve_launcher("slurm")
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from ensemble.launchers.base import Launcher
 from ensemble.launchers.local import LocalLauncher
+from ensemble.launchers.lsf import JsrunLauncher, LrunLauncher
 from ensemble.launchers.mpirun import MpirunLauncher
 from ensemble.launchers.srun import SrunLauncher
 
-__all__ = ["Launcher", "LocalLauncher", "MpirunLauncher", "SrunLauncher"]
+__all__ = ["JsrunLauncher", "Launcher", "LocalLauncher", "LrunLauncher", "MpirunLauncher", "SrunLauncher"]
