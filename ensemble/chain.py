@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +26,8 @@ from typing import TYPE_CHECKING
 
 from ensemble import allocations
 from ensemble.engine import EXIT_WORK_LEFT
-from ensemble.errors import EnsembleError
+from ensemble.errors import EnsembleError, SpecError
+from ensemble.providers.bsub import render_lsf_script, submit_lsf
 from ensemble.providers.sbatch import AllocRequest, check_request, release, render_script, sbatch, scancel, write_script
 from ensemble.status import RunStatus
 
@@ -39,16 +41,43 @@ if TYPE_CHECKING:
 RECORD_WAIT = 30.0
 
 
+def batch_system() -> str:
+    """``slurm`` where ``sbatch`` is on PATH, else ``lsf`` where ``bsub`` is; else ``slurm``
+    (whose error then names the missing sbatch)."""
+    return "lsf" if not shutil.which("sbatch") and shutil.which("bsub") else "slurm"
+
+
 def script_text(ensemble: Ensemble, request: AllocRequest) -> str:
     """The batch script ``execute_alloc`` would submit (nothing is written)."""
+    if batch_system() == "lsf":
+        return render_lsf_script(ensemble.setup_dir, request)
     return render_script(ensemble.setup_dir, request)
+
+
+def _submit_lsf(ensemble: Ensemble, request: AllocRequest) -> str:
+    """``bsub < script``; the job is recorded as a chain of one (LSF follow-ups are not built)."""
+    if request.repeats:
+        raise SpecError(f"repeats: follow-up allocations use Slurm's job dependencies; on LSF submit again "
+                        f"when the job ends, got repeats={request.repeats!r}")
+    path = write_script(ensemble.setup_dir, render_lsf_script(ensemble.setup_dir, request), suffix=".lsf")
+    try:
+        job = submit_lsf(path)
+    except EnsembleError:
+        discard_script(path)
+        raise
+    ensemble._submit(allocations.command("submitted", job, job, script=str(path), repeats=0, nodes=request.nodes,
+                                         time_limit=request.timeout))
+    return job
 
 
 def submit_alloc(ensemble: Ensemble, request: AllocRequest) -> str:
     """Write the batch script, submit it, record the new chain; return the job id.
 
     The job is submitted held and released once the chain is recorded: a job that started
-    first would not know it belongs to a chain."""
+    first would not know it belongs to a chain.  Where the batch system is LSF, the job is
+    submitted with ``bsub`` and has no follow-ups."""
+    if batch_system() == "lsf":
+        return _submit_lsf(ensemble, request)
     path = write_script(ensemble.setup_dir, script_text(ensemble, request))
     try:
         job = sbatch(path, hold=True)

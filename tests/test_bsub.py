@@ -72,3 +72,24 @@ def test_a_missing_bsub_is_a_clear_error(tmp_path, monkeypatch):
     script.write_text("#!/bin/bash\n")
     with pytest.raises(EnsembleError, match="bsub: command not found \\(is LSF installed on this machine\\?\\)"):
         submit_lsf(script)
+
+
+def test_execute_alloc_submits_with_bsub_where_lsf_is_the_batch_system(tmp_path, monkeypatch):
+    from ensemble import Ensemble, Run
+    from ensemble.errors import SpecError
+
+    ens = Ensemble.create(runs=[Run({"x": 1})], application="/bin/true", app_is_batch_script=False,
+                          setup_dir=tmp_path / "s")
+    bsub = tmp_path / "bin" / "bsub"  # only bsub on PATH: no sbatch
+    bsub.parent.mkdir()
+    bsub.write_text(f"#!/bin/sh\n/usr/bin/cat > {tmp_path}/stdin && echo 'Job <4242> is submitted to queue <pbatch>.'\n")
+    bsub.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bsub.parent))
+    with pytest.raises(SpecError, match="repeats: follow-up allocations use Slurm's job dependencies"):
+        ens.execute_alloc(nodes=2, repeats=1)
+    assert not (ens.setup_dir / "batch").exists(), "nothing written for a refused request"
+    assert ens.execute_alloc(nodes=2, timeout=30, bank="myproj") == "4242"
+    script = ens.setup_dir / "batch" / "ensemble-1.lsf"
+    assert (tmp_path / "stdin").read_text() == script.read_text()
+    assert "#BSUB -nnodes 2" in script.read_text() and "#BSUB -W 30" in script.read_text()
+    assert [e["kind"] for e in ens.events()].count("alloc_submitted") == 1

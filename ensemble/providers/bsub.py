@@ -1,6 +1,6 @@
 """Asking LSF for an allocation: the ``#BSUB`` script and ``bsub < script``.
 
-Not wired into :meth:`Ensemble.execute_alloc` yet: these are the pieces it will call.  The
+:meth:`Ensemble.execute_alloc` uses them where ``bsub`` is on PATH and ``sbatch`` is not.  The
 request is the one :func:`~ensemble.providers.sbatch.check_request` checks, and the script
 execs the same ``ensemble execute --block`` line as the Slurm one.
 """

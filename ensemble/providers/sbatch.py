@@ -103,12 +103,12 @@ def render_script(setup_dir: Path, request: AllocRequest) -> str:
     return "\n".join(lines)
 
 
-def write_script(setup_dir: Path, text: str) -> Path:
-    """Write the script as ``<setup_dir>/batch/ensemble-<n>.sbatch`` (the next free n), atomically."""
+def write_script(setup_dir: Path, text: str, suffix: str = ".sbatch") -> Path:
+    """Write the script as ``<setup_dir>/batch/ensemble-<n><suffix>`` (the next free n), atomically."""
     directory = setup_dir / BATCH_DIR
     directory.mkdir(exist_ok=True)
-    taken = [int(m.group(1)) for p in directory.iterdir() if (m := re.fullmatch(r"ensemble-(\d+)\.sbatch", p.name))]
-    path = directory / f"ensemble-{max(taken, default=0) + 1}.sbatch"
+    taken = [int(m.group(1)) for p in directory.iterdir() if (m := re.fullmatch(r"ensemble-(\d+)\.\w+", p.name))]
+    path = directory / f"ensemble-{max(taken, default=0) + 1}{suffix}"
     tmp = directory / f".{path.name}.{os.getpid()}.tmp"
     tmp.write_text(text, encoding="utf-8")
     tmp.chmod(0o755)
