@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ensemble import clilog
 from ensemble.backends import LAUNCHER_CHOICES
 from ensemble.cliinput import parse_ids, read_samples
 from ensemble.errors import EnsembleError, ManagerFailed
+from ensemble.logs import attempt_logs
 from ensemble.manager import DEFAULT_SETUP_DIR, Ensemble
 from ensemble.spec import Run
 from ensemble.status import RunStatus
@@ -207,14 +209,17 @@ def _add_manager_options(parser: argparse.ArgumentParser) -> None:
 
 def cmd_attempts(args: argparse.Namespace) -> None:
     ensemble = _open(args)
-    rows = [a for run_id in ensemble.check_run_ids(parse_ids(args.ids)) for a in ensemble.attempts(run_id)]
+    ids = ensemble.check_run_ids(parse_ids(args.ids))
+    run_dirs = {r["id"]: r["run_dir"] for r in ensemble.runs(ids)}
+    rows = [{**a, "logs": attempt_logs(run_dirs[a["run_id"]], a["step"], a["attempt"])}
+            for run_id in ids for a in ensemble.attempts(run_id)]
     if args.json:
         print(json.dumps(rows, indent=1))
         return
     print_table([{"run_id": a["run_id"], "step": a["step"], "attempt": a["attempt"], "outcome": a["outcome"],
                   "exit": a["exit_code"] if a["signal"] is None else f"signal {a['signal']}",
                   "seconds": None if a["end"] is None else f"{a['end'] - a['start']:.3f}", "host": a["host"],
-                  "command": " ".join(a["command"])} for a in rows])
+                  "command": " ".join(a["command"]), "stderr": a["logs"]["stderr"]} for a in rows])
 
 
 def cmd_clear(args: argparse.Namespace) -> None:
@@ -314,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     attempts.add_argument("ids", nargs="+")
     attempts.add_argument("--json", action="store_true")
     attempts.set_defaults(func=cmd_attempts)
+    clilog.register(sub)
 
     clear = sub.add_parser("clear", help="delete the setup directory (run directories are kept)")
     clear.set_defaults(func=cmd_clear)

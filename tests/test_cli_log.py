@@ -1,0 +1,47 @@
+"""``ensemble log`` and the log paths in ``ensemble attempts``."""
+from __future__ import annotations
+
+import json
+
+from engine_helpers import create, run, sh
+
+from ensemble.cli import main
+
+
+def cli(ens, *args: str) -> int:
+    return main(["--setup-dir", str(ens.setup_dir), *args])
+
+
+def test_log_shows_the_last_attempts_stderr_tail(edir, capsys):
+    ens = create([run(1, sh('echo out-$ENSEMBLE_ATTEMPT; for i in 1 2 3; do echo "err $i" >&2; done; exit 3'))],
+                 max_restarts=1)
+    ens.execute_local(blocking=True, launcher="local")
+    capsys.readouterr()
+    assert cli(ens, "log", "1", "--tail", "2") == 0
+    assert capsys.readouterr().out == "err 2\nerr 3\n"
+    assert cli(ens, "log", "1", "--stdout") == 0
+    assert capsys.readouterr().out == "out-2\n", "the last attempt by default"
+    assert cli(ens, "log", "1", "--stdout", "--attempt", "1") == 0
+    assert capsys.readouterr().out == "out-1\n"
+    assert cli(ens, "log", "1", "--path") == 0
+    assert capsys.readouterr().out.strip().endswith("ensemble.step0.attempt2.err")
+
+
+def test_log_of_an_attempt_that_does_not_exist_is_a_clear_error(edir, capsys):
+    ens = create([run(1, sh("true"))])
+    assert cli(ens, "log", "1") == 2
+    assert "log: run 1 has no attempt recorded" in capsys.readouterr().err
+    ens.execute_local(blocking=True, launcher="local")
+    assert cli(ens, "log", "1", "--step", "4") == 2
+    assert "log: run 1 has no attempt --step 4 recorded" in capsys.readouterr().err
+
+
+def test_attempts_show_where_the_logs_are_in_both_layouts(edir, capsys):
+    ens = create([run(1, sh("echo hi >&2"))])
+    ens.execute_local(blocking=True, launcher="local", log_layout="combined")
+    capsys.readouterr()
+    assert cli(ens, "attempts", "1", "--json") == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["logs"]["stdout"] == row["logs"]["stderr"] and row["logs"]["stderr"].endswith(".attempt1.log")
+    assert cli(ens, "log", "1") == 0
+    assert capsys.readouterr().out == "hi\n"
