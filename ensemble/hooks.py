@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import json
 import os
+import shutil
 import sys
 import traceback
 from collections.abc import Iterator, Mapping
@@ -29,6 +30,11 @@ ENV_RUN_ID = "ENSEMBLE_RUN_ID"
 ENV_RUN_DIR = "ENSEMBLE_RUN_DIR"
 ENV_SAMPLE = "ENSEMBLE_SAMPLE"
 ENV_MANAGER = "ENSEMBLE_MANAGER"
+#: The interpreter the manager runs in (``"$ENSEMBLE_PYTHON" -c "from ensemble import runtime; ..."``
+#: works in a step even when its own ``python3`` is another one).
+ENV_PYTHON = "ENSEMBLE_PYTHON"
+#: The absolute path of the ``ensemble`` command of that installation (when it has one).
+ENV_BIN = "ENSEMBLE_BIN"
 
 
 class _SourceLoader(importlib.machinery.SourceFileLoader):
@@ -67,6 +73,16 @@ def run_env(setup_dir: str, run_id: int | None = None, run_dir: str | None = Non
         env[ENV_RUN_DIR] = run_dir
     if sample is not None:
         env[ENV_SAMPLE] = json.dumps(sample)
+    return env
+
+
+def installation_env() -> dict[str, str]:
+    """``ENSEMBLE_PYTHON`` and ``ENSEMBLE_BIN``: this installation, for every step's environment."""
+    env = {ENV_PYTHON: sys.executable}
+    beside = Path(sys.executable).with_name("ensemble")
+    command = str(beside) if os.access(beside, os.X_OK) else shutil.which("ensemble")
+    if command:
+        env[ENV_BIN] = os.path.abspath(command)
     return env
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 from engine_helpers import create, run, sh
 
@@ -45,3 +47,14 @@ def test_attempts_show_where_the_logs_are_in_both_layouts(edir, capsys):
     assert row["logs"]["stdout"] == row["logs"]["stderr"] and row["logs"]["stderr"].endswith(".attempt1.log")
     assert cli(ens, "log", "1") == 0
     assert capsys.readouterr().out == "hi\n"
+
+
+def test_steps_know_the_managers_python_and_ensemble_command(edir):
+    # A step whose own python3 is another interpreter can still reach this installation.
+    ens = create([run(1, sh('"$ENSEMBLE_PYTHON" -c "from ensemble import runtime; '
+                           'runtime.set_result({\\"ok\\": 1})"; echo "$ENSEMBLE_BIN" > bin.txt'))])
+    ens.execute_local(blocking=True, launcher="local")
+    row = ens.runs([1])[0]
+    assert row["result"] == {"ok": 1}
+    recorded = Path(row["run_dir"], "bin.txt").read_text().strip()
+    assert recorded and os.access(recorded, os.X_OK) and Path(recorded).name == "ensemble"

@@ -26,7 +26,7 @@ from ensemble.engine.runqueue import RunQueue
 from ensemble.engine.runstate import EngineState, Outcome, RunState
 from ensemble.engine.steering import Steering
 from ensemble.executors import Executor, LocalExecutor
-from ensemble.hooks import ENV_MANAGER
+from ensemble.hooks import ENV_MANAGER, installation_env
 from ensemble.launchers import Launcher
 from ensemble.lease import HOST, acquire
 from ensemble.procs import kill_tagged
@@ -158,7 +158,7 @@ class Lifecycle(Steering, Ledger, Drain):
             self.on_ready(self.lease.manager)
 
     def _start(self) -> None:
-        self.base_env[ENV_MANAGER] = self.lease.manager
+        self.base_env.update(installation_env(), **{ENV_MANAGER: self.lease.manager})
         self.executor.set_base_env(self.base_env)
         self.watch_channels()
         if self.executor.channels() or self.pool.disabled:  # started helpers of its own (workers)
