@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ensemble import clilog
+from ensemble import __version__, clilog
 from ensemble.backends import LAUNCHER_CHOICES
 from ensemble.cliinput import parse_ids, read_samples
 from ensemble.errors import EnsembleError, ManagerFailed
@@ -29,6 +29,10 @@ from ensemble.store import is_disk_full
 EXIT_USER_ERROR = 2
 #: Exit status when standard output is closed early: 128 + SIGPIPE, what a shell reports for ``cat | head``.
 EXIT_BROKEN_PIPE = 141
+#: The environment variable naming the setup directory when ``--setup-dir`` is not given (steps
+#: get it from their manager, so ``ensemble`` inside a run talks to its own ensemble).
+SETUP_DIR_ENV = "ENSEMBLE_SETUP_DIR"
+SETUP_DIR_HELP = f"setup directory (default ${SETUP_DIR_ENV}, else {DEFAULT_SETUP_DIR}); before or after the command"
 #: Commands that write into the setup directory (the database, logs, the inbox).
 SETUP_WRITERS = ("create", "add", "requeue", "dequeue", "execute", "submit")
 
@@ -222,6 +226,17 @@ def cmd_attempts(args: argparse.Namespace) -> None:
                   "command": " ".join(a["command"]), "stderr": a["logs"]["stderr"]} for a in rows])
 
 
+def cmd_stop(args: argparse.Namespace) -> None:
+    from ensemble.lease import live_leases
+
+    ensemble = _open(args)
+    if not live_leases(ensemble.store):
+        print("no manager is executing this ensemble: nothing to stop")
+        return
+    ensemble._submit({"op": "stop", "reason": "ensemble stop"})
+    print("stop posted: the manager starts nothing more and exits when its running runs end")
+
+
 def cmd_clear(args: argparse.Namespace) -> None:
     Ensemble.clear(args.setup_dir)
 
@@ -237,7 +252,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ensemble", description="Create, run and inspect ensembles of runs.")
-    parser.add_argument("--setup-dir", default=DEFAULT_SETUP_DIR, help=f"setup directory (default {DEFAULT_SETUP_DIR})")
+    parser.add_argument("--version", action="version", version=f"ensemble {__version__}")
+    parser.add_argument("--setup-dir", default=os.environ.get(SETUP_DIR_ENV) or DEFAULT_SETUP_DIR, help=SETUP_DIR_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     create = sub.add_parser("create", help="create an ensemble from a CSV of samples")
@@ -295,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     rundirs.add_argument("--all", action="store_true", help="include directories not created yet")
     rundirs.set_defaults(func=cmd_rundirs)
 
-    execute = sub.add_parser("execute", help="execute the ensemble on this machine")
+    execute = sub.add_parser("execute", help="execute the ensemble here (this machine or this allocation)")
     execute.add_argument("--block", action="store_true", help="wait until the manager exits")
     execute.add_argument("--timeout", type=float, help="minutes to run, then interrupt running steps")
     execute.add_argument("--cores", type=int, help="cores to use (default: detected)")
@@ -323,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     clear = sub.add_parser("clear", help="delete the setup directory (run directories are kept)")
     clear.set_defaults(func=cmd_clear)
+    stop = sub.add_parser("stop", help="ask the running manager to start nothing more (runs in flight finish)")
+    stop.set_defaults(func=cmd_stop)
+    for command in sub.choices.values():  # --setup-dir after the command name too
+        command.add_argument("--setup-dir", default=argparse.SUPPRESS, help=SETUP_DIR_HELP)
     return parser
 
 

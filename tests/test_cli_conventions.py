@@ -1,0 +1,43 @@
+"""CLI conventions: --version, --setup-dir before or after the command or from the environment,
+and ``ensemble stop``."""
+from __future__ import annotations
+
+import pytest
+from engine_helpers import create, events, run, sh, start_detached, statuses, wait_file, wait_for, wait_manager_exit
+
+from ensemble import __version__
+from ensemble.cli import main
+from ensemble.status import RunStatus
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"ensemble {__version__}\n"
+
+
+def test_setup_dir_before_after_or_from_the_environment(edir, capsys, monkeypatch):
+    ens = create([run(1, sh("true"))])
+    for argv in (["--setup-dir", str(ens.setup_dir), "status", "--json"],
+                 ["status", "--json", "--setup-dir", str(ens.setup_dir)]):
+        assert main(argv) == 0
+        assert '"queued": 1' in capsys.readouterr().out
+    monkeypatch.setenv("ENSEMBLE_SETUP_DIR", str(ens.setup_dir))
+    monkeypatch.chdir(edir.parent)
+    assert main(["status", "--json"]) == 0 and '"queued": 1' in capsys.readouterr().out
+
+
+def test_stop_lets_running_runs_finish_and_starts_nothing_more(edir, capsys):
+    gate = edir / "gate"
+    ens = create([run(i, sh(wait_file(gate))) for i in range(1, 5)])
+    pid = start_detached(ens, cores=2)
+    wait_for(lambda: len([a for a in ens.attempts() if a["end"] is None]) == 2, "two runs running")
+    assert main(["stop", "--setup-dir", str(ens.setup_dir)]) == 0
+    assert "stop posted" in capsys.readouterr().out
+    wait_for(lambda: events(ens, "stopping"), "the manager to stop launching")
+    gate.touch()
+    wait_manager_exit(ens, pid)
+    status = statuses(ens)
+    assert sorted(status.values()) == [RunStatus.QUEUED] * 2 + [RunStatus.SUCCESS] * 2
+    assert main(["stop", "--setup-dir", str(ens.setup_dir)]) == 0
+    assert "no manager is executing this ensemble" in capsys.readouterr().out
