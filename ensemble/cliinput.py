@@ -42,16 +42,42 @@ def cell_value(text: str, where: str) -> Any:
     return text
 
 
+#: Largest CSV field accepted (bytes); Python's default limit is 128 KiB.
+MAX_FIELD_BYTES = 16 << 20
+
+
 def read_samples(path: str) -> list[dict[str, Any]]:
-    """Samples from a CSV file with a header row; numbers become int or float (NaN and infinity are refused)."""
+    """Samples from a CSV file with a header row; numbers become int or float (NaN and infinity are refused).
+
+    An empty file, a header without data rows, a repeated column name, an unclosed quote, an
+    oversized field or a row with another number of fields is an EnsembleError naming the
+    file and the line.
+    """
+    rows: list[tuple[int, dict[str, Any]]] = []
+    header: list[str] = []
+    csv.field_size_limit(MAX_FIELD_BYTES)
     try:
         with open(path, newline="", encoding="utf-8") as stream:
-            reader = csv.DictReader(stream)
-            rows = [(reader.line_num, row) for row in reader]
+            reader = csv.DictReader(stream, strict=True)
+            header = list(reader.fieldnames or [])
+            rows.extend((reader.line_num, row) for row in reader)
     except OSError as exc:
         raise EnsembleError(f"samples: cannot read {path!r}: {exc.strerror}") from None
-    for key in reader.fieldnames or ():
+    except UnicodeDecodeError as exc:
+        raise EnsembleError(f"samples: {path!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        line = rows[-1][0] + 1 if rows else 2 if header else 1
+        raise EnsembleError(f"samples: {path!r} line {line}: {exc} (an unclosed quote reads to the end of the file)"
+                            if "end of data" in str(exc) else f"samples: {path!r} line {line}: {exc}") from None
+    if not header:
+        raise EnsembleError(f"samples: {path!r} is empty (expected a header row and one row per run)")
+    for key in header:
         check_text(f"samples: {path!r} line 1, column", key)
+    repeated = sorted({key for key in header if header.count(key) > 1})
+    if repeated:
+        raise EnsembleError(f"samples: {path!r} line 1 names column(s) {', '.join(map(repr, repeated))} more than once")
+    if not rows:
+        raise EnsembleError(f"samples: {path!r} has a header but no rows (one row per run)")
     for number, row in rows:
         if None in row or None in row.values():
             raise EnsembleError(f"samples: {path!r} line {number} has a different number of fields than the header")
