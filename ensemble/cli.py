@@ -42,7 +42,7 @@ def runs_from_csv(args: argparse.Namespace) -> list[Run]:
     for sample in read_samples(args.samples):
         try:
             run_args = args.args.format(**sample) if args.args else None
-        except (KeyError, IndexError, ValueError) as exc:
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
             raise EnsembleError(f"--args: {args.args!r} cannot be formatted with sample {sample}: {exc!r}") from None
         runs.append(Run(sample, run_args, tasks=args.tasks, cores_per_task=args.cores_per_task,
                         gpus_per_task=args.gpus_per_task, timeout=args.timeout))
@@ -50,7 +50,12 @@ def runs_from_csv(args: argparse.Namespace) -> list[Run]:
 
 
 def _optional_int(text: str) -> int | None:
-    return None if text.lower() in ("none", "unlimited") else int(text)
+    if text.lower() in ("none", "unlimited"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
 
 
 def cmd_create(args: argparse.Namespace) -> None:

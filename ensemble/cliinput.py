@@ -9,22 +9,30 @@ from typing import Any
 from ensemble.errors import EnsembleError
 from ensemble.spec import check_text
 
+#: Run ids are SQLite integers; no run has a larger id.
+MAX_RUN_ID = 2**63 - 1
+#: Ids one command line may name (a range of more would only exhaust memory).
+MAX_IDS = 2_000_000
+
 
 def parse_ids(tokens: Sequence[str]) -> list[int]:
-    """Run ids from ``1 2 5-9`` or ``1,2,5-9``."""
+    """Run ids from ``1 2 5-9`` or ``1,2,5-9``; EnsembleError for anything else, for an id past
+    the largest possible and for more than :data:`MAX_IDS` ids."""
     ids: list[int] = []
     for token in ",".join(tokens).split(","):
         token = token.strip()
         if not token:
             continue
         try:
-            if "-" in token:
-                low, high = (int(x) for x in token.split("-", 1))
-                ids.extend(range(low, high + 1))
-            else:
-                ids.append(int(token))
+            low, _, high = token.partition("-") if "-" in token[1:] else (token, "", token)
+            first, last = int(low), int(high)
         except ValueError:
             raise EnsembleError(f"run ids: {token!r} is not a run id or a range such as 3-7") from None
+        if not (0 <= first <= MAX_RUN_ID and 0 <= last <= MAX_RUN_ID):
+            raise EnsembleError(f"run ids: {token!r} is outside 0..{MAX_RUN_ID}")
+        if len(ids) + max(0, last - first + 1) > MAX_IDS:
+            raise EnsembleError(f"run ids: more than {MAX_IDS:,} ids given (at {token!r}); name fewer at a time")
+        ids.extend(range(first, last + 1))
     return ids
 
 
