@@ -61,7 +61,7 @@ class Template:
         """Read a text file; raise TemplateError if it is not UTF-8 text."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_bytes().decode("utf-8")  # line endings kept as they are (CRLF stays CRLF)
         except UnicodeDecodeError:
             raise TemplateError(f"{path}: not a UTF-8 text file, cannot be parsed for tokens") from None
         if "\0" in text:
@@ -128,5 +128,5 @@ class Template:
     def render_to(self, dest: str | Path, values: Mapping[str, Any]) -> None:
         """Render into ``dest`` keeping the source file's permission bits."""
         dest = Path(dest)
-        dest.write_text(self.render(values), encoding="utf-8")
+        dest.write_bytes(self.render(values).encode("utf-8"))
         dest.chmod(Path(self.source).stat().st_mode & 0o7777)

@@ -234,3 +234,11 @@ def test_dry_run_is_repeatable(workdir):
     assert (run_dir / "data.txt").read_text() == "d"
     assert os.readlink(run_dir / "shared") == str(workdir / "shared")
     assert not (workdir / SETUP / "runs").exists()
+
+
+def test_rendering_changes_nothing_but_the_tokens(tmp_path):
+    # CRLF line endings, a lone CR, no final newline: all kept byte for byte.
+    src = tmp_path / "deck.in"
+    src.write_bytes(b"a = %%x%%\r\nb = 2\rc = 3\r\n\r\nlast %%x%%")
+    Template.load(src).render_to(tmp_path / "out.in", {"x": 7})
+    assert (tmp_path / "out.in").read_bytes() == b"a = 7\r\nb = 2\rc = 3\r\n\r\nlast 7"
