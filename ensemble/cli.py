@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ensemble import __version__, clilog
-from ensemble.backends import LAUNCHER_CHOICES
+from ensemble import __version__, cliexec, clilog
 from ensemble.cliinput import parse_ids, read_samples
-from ensemble.errors import EnsembleError, ManagerFailed
+from ensemble.errors import EnsembleError
 from ensemble.logs import attempt_logs
 from ensemble.manager import DEFAULT_SETUP_DIR, Ensemble
 from ensemble.spec import Run
@@ -158,64 +157,6 @@ def cmd_rundirs(args: argparse.Namespace) -> None:
             print(f"{run_id}\t{run_dir}")
 
 
-def cmd_execute(args: argparse.Namespace) -> int:
-    """Start a manager; with --block the exit status is the manager's (see ``docs/cli.rst``)."""
-    from ensemble import chain, execution
-
-    ensemble = _open(args)
-    # --block runs the manager in this process (no second interpreter to start).
-    start = lambda: execution.execute_local(  # noqa: E731
-        ensemble.setup_dir, ensemble.store, blocking=args.block, in_process=args.block, timeout=args.timeout,
-        parallelism=args.parallelism, allow_multiple=args.allow_multiple, max_concurrency=args.max_concurrency,
-        cores=args.cores, gpus=args.gpus, kill_grace=args.kill_grace, log_layout=args.logs,
-        launcher=args.launcher, mpi=args.mpi, early_stop=args.early_stop)
-    try:
-        # Inside a job of an allocation chain (ensemble submit --repeats), a blocking manager is one link.
-        pid = chain.run_in_job(ensemble, start) if args.block else start()
-    except ManagerFailed as exc:
-        print(f"ensemble: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    if args.block:
-        counts = ensemble.status_counts()
-        print(" ".join(f"{k}={v}" for k, v in counts.items()))
-        return pid
-    print(f"manager pid {pid} started; log: {ensemble.setup_dir / 'logs' / 'manager.log'}")
-    return 0
-
-
-def cmd_submit(args: argparse.Namespace) -> None:
-    """Write and submit the batch script (``--dry-run``: print it, write and submit nothing)."""
-    from ensemble import chain
-    from ensemble.providers.sbatch import check_request
-
-    ensemble = _open(args)
-    request = check_request(args.nodes, args.partition, args.bank, args.name, args.time, args.repeats,
-                            args.parallelism, args.early_stop, args.allow_multiple, args.max_concurrency,
-                            args.launcher, args.mpi, args.kill_grace, args.logs)
-    if args.dry_run:
-        print(chain.script_text(ensemble, request), end="")
-        return
-    job = chain.submit_alloc(ensemble, request)
-    print(f"submitted job {job}; output: {ensemble.setup_dir / 'logs' / f'slurm-{job}.out'}")
-
-
-def _add_manager_options(parser: argparse.ArgumentParser) -> None:
-    """Options of the manager, for ``execute`` and ``submit``."""
-    parser.add_argument("--max-concurrency", type=int, help="most runs in flight at once")
-    parser.add_argument("--parallelism", type=int, help="hook worker processes (default 1)")
-    parser.add_argument("--kill-grace", type=float, default=3.0,
-                        help="seconds between SIGTERM and SIGKILL when a step is killed (default 3)")
-    parser.add_argument("--logs", choices=("split", "combined"), default="split",
-                        help="one .out and one .err per attempt (split, default) or one .log with both")
-    parser.add_argument("--allow-multiple", action="store_true", help="share the work with other managers")
-    parser.add_argument("--launcher", choices=LAUNCHER_CHOICES, default="auto",
-                        help="how steps start: auto (inside a Slurm job srun, or worker from 200 queued runs; "
-                             "inside an LSF job lrun, else jsrun; else local), local, srun, mpirun, worker, jsrun, lrun")
-    parser.add_argument("--mpi", help="srun --mpi= plugin for steps (default: $ENSEMBLE_MPI, else Slurm's MpiDefault)")
-    parser.add_argument("--early-stop", type=float,
-                        help="minutes before the allocation's end (or --timeout) to stop starting runs")
-
-
 def cmd_attempts(args: argparse.Namespace) -> None:
     ensemble = _open(args)
     ids = ensemble.check_run_ids(parse_ids(args.ids))
@@ -229,17 +170,6 @@ def cmd_attempts(args: argparse.Namespace) -> None:
                   "exit": a["exit_code"] if a["signal"] is None else f"signal {a['signal']}",
                   "seconds": None if a["end"] is None else f"{a['end'] - a['start']:.3f}", "host": a["host"],
                   "command": " ".join(a["command"]), "stderr": a["logs"]["stderr"]} for a in rows])
-
-
-def cmd_stop(args: argparse.Namespace) -> None:
-    from ensemble.lease import live_leases
-
-    ensemble = _open(args)
-    if not live_leases(ensemble.store):
-        print("no manager is executing this ensemble: nothing to stop")
-        return
-    ensemble._submit({"op": "stop", "reason": "ensemble stop"})
-    print("stop posted: the manager starts nothing more and exits when its running runs end")
 
 
 def cmd_clear(args: argparse.Namespace) -> None:
@@ -316,36 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     rundirs.add_argument("--all", action="store_true", help="include directories not created yet")
     rundirs.set_defaults(func=cmd_rundirs)
 
-    execute = sub.add_parser("execute", help="execute the ensemble here (this machine or this allocation)")
-    execute.add_argument("--block", action="store_true", help="wait until the manager exits")
-    execute.add_argument("--timeout", type=float, help="minutes to run, then interrupt running steps")
-    execute.add_argument("--cores", type=int, help="cores to use (default: detected)")
-    execute.add_argument("--gpus", type=int, help="GPUs to use (default: detected)")
-    _add_manager_options(execute)
-    execute.set_defaults(func=cmd_execute)
-
-    submit = sub.add_parser("submit", help="submit a Slurm batch job that executes the ensemble")
-    submit.add_argument("--nodes", type=int, default=1, help="whole nodes to allocate (default 1)")
-    submit.add_argument("--partition", help="Slurm partition (default: Slurm's)")
-    submit.add_argument("--bank", help="account to charge (sbatch --account)")
-    submit.add_argument("--name", default="ensemble", help="job name (default ensemble)")
-    submit.add_argument("--time", type=int, help="the allocation's time limit in minutes")
-    submit.add_argument("--repeats", type=int, default=0,
-                        help="follow-up allocations while runs are left when one ends (default 0)")
-    _add_manager_options(submit)
-    submit.add_argument("--dry-run", action="store_true", help="print the batch script; write and submit nothing")
-    submit.set_defaults(func=cmd_submit)
-
     attempts = sub.add_parser("attempts", help="every recorded attempt of the given runs")
     attempts.add_argument("ids", nargs="+")
     attempts.add_argument("--json", action="store_true")
     attempts.set_defaults(func=cmd_attempts)
     clilog.register(sub)
+    cliexec.register(sub)
 
     clear = sub.add_parser("clear", help="delete the setup directory (run directories are kept)")
     clear.set_defaults(func=cmd_clear)
-    stop = sub.add_parser("stop", help="ask the running manager to start nothing more (runs in flight finish)")
-    stop.set_defaults(func=cmd_stop)
     for command in sub.choices.values():  # --setup-dir after the command name too
         command.add_argument("--setup-dir", default=argparse.SUPPRESS, help=SETUP_DIR_HELP)
     return parser

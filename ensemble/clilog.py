@@ -7,6 +7,7 @@ from typing import Any
 from ensemble.cliinput import parse_ids
 from ensemble.errors import SpecError
 from ensemble.logs import attempt_logs, tail
+from ensemble.manager import Ensemble
 
 
 def _pick(attempts: list[dict[str, Any]], run_id: int, step: int | None, attempt: int | None) -> dict[str, Any]:
@@ -19,9 +20,7 @@ def _pick(attempts: list[dict[str, Any]], run_id: int, step: int | None, attempt
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from ensemble.cli import _open
-
-    ensemble = _open(args)
+    ensemble = Ensemble(args.setup_dir)
     ids = ensemble.check_run_ids(parse_ids([args.run]))
     if len(ids) != 1:
         raise SpecError(f"log: expected one run id, got {args.run!r}")

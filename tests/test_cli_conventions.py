@@ -41,3 +41,12 @@ def test_stop_lets_running_runs_finish_and_starts_nothing_more(edir, capsys):
     assert sorted(status.values()) == [RunStatus.QUEUED] * 2 + [RunStatus.SUCCESS] * 2
     assert main(["stop", "--setup-dir", str(ens.setup_dir)]) == 0
     assert "no manager is executing this ensemble" in capsys.readouterr().out
+
+
+def test_execute_block_says_what_it_uses_and_warns_about_more_cores_than_here(edir, capsys):
+    ens = create([run(1, sh("true"))])
+    assert main(["execute", "--block", "--launcher", "local", "--cores", "4096", "--setup-dir", str(ens.setup_dir)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("ensemble: warning: --cores 4096 is more than the ") and "runs will share them" in err[0]
+    assert err[1].startswith("ensemble: executing with launcher local on 4096 cores")
+    assert err[1].endswith(f"manager log: {ens.setup_dir / 'logs' / 'manager.log'}")
