@@ -93,9 +93,10 @@ def cmd_status(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(counts))
         return
-    for label in [s.label for s in RunStatus] + ["total"]:
-        extra = f"  ({counts['running']} running)" if label == "queued" and counts["running"] else ""
-        print(f"{label:>8}: {counts[label]}{extra}")
+    waiting = counts["queued"] - counts["running"]
+    print(f"{'waiting':>8}: {waiting}\n{'running':>8}: {counts['running']}")
+    for label in [s.label for s in RunStatus if s is not RunStatus.QUEUED] + ["total"]:
+        print(f"{label:>8}: {counts[label]}")
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -213,9 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(add)
     add.set_defaults(func=cmd_add)
 
-    status = sub.add_parser("status", help="counts per status, or a table of the given runs")
-    status.add_argument("ids", nargs="*", help="run ids or ranges (3-7)")
-    status.add_argument("--json", action="store_true")
+    status = sub.add_parser(
+        "status", help="counts per status, or a table of the given runs",
+        description="Counts per status: 'waiting' and 'running' together are the queued runs (a run stays queued "
+                    "until it completes; a queued run a manager has started is running). --json and the Python API "
+                    "keep the reference's counts: 'queued' includes 'running'.")
+    status.add_argument("ids", nargs="*", help="run ids or ranges (3-7); without them, counts")
+    status.add_argument("--json", action="store_true", help="print JSON instead of text")
     status.set_defaults(func=cmd_status)
 
     progress = sub.add_parser("progress", help="completed / total runs")

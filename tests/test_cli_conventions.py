@@ -50,3 +50,16 @@ def test_execute_block_says_what_it_uses_and_warns_about_more_cores_than_here(ed
     assert err[0].startswith("ensemble: warning: --cores 4096 is more than the ") and "runs will share them" in err[0]
     assert err[1].startswith("ensemble: executing with launcher local on 4096 cores")
     assert err[1].endswith(f"manager log: {ens.setup_dir / 'logs' / 'manager.log'}")
+
+
+def test_status_shows_running_on_its_own_line(edir, capsys):
+    gate = edir / "gate"
+    ens = create([run(i, sh(wait_file(gate))) for i in range(1, 4)])
+    pid = start_detached(ens, cores=2)
+    wait_for(lambda: len([a for a in ens.attempts() if a["end"] is None]) == 2, "two runs running")
+    capsys.readouterr()
+    assert main(["status", "--setup-dir", str(ens.setup_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [" waiting: 1", " running: 2"] and lines[-1] == "   total: 3"
+    gate.touch()
+    wait_manager_exit(ens, pid)
