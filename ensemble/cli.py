@@ -97,6 +97,9 @@ def cmd_status(args: argparse.Namespace) -> None:
     print(f"{'waiting':>8}: {waiting}\n{'running':>8}: {counts['running']}")
     for label in [s.label for s in RunStatus if s is not RunStatus.QUEUED] + ["total"]:
         print(f"{label:>8}: {counts[label]}")
+    report = clilog.failure_report(ensemble)
+    if report:
+        print("\n".join(["", *report]))
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from ensemble.backends import LAUNCHER_CHOICES
+from ensemble.clilog import failure_report
 from ensemble.errors import ManagerFailed
 from ensemble.manager import Ensemble
 
@@ -36,6 +37,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
     if args.block:
         counts = ensemble.status_counts()
         print(" ".join(f"{k}={v}" for k, v in counts.items()))
+        for line in failure_report(ensemble):
+            print(line, file=sys.stderr)
         return pid
     print(f"manager pid {pid} started; log: {ensemble.setup_dir / 'logs' / 'manager.log'}")
     return 0

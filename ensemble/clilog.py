@@ -51,3 +51,20 @@ def register(sub: Any) -> None:
     log.add_argument("--tail", type=int, default=20, help="how many last lines (default 20)")
     log.add_argument("--path", action="store_true", help="print the file's path instead of its lines")
     log.set_defaults(func=cmd_log)
+
+
+def failure_report(ensemble: Ensemble, limit: int = 5, lines: int = 3) -> list[str]:
+    """Lines on the last ``limit`` failed or aborted runs: why, and the tail of their last
+    attempt's stderr (for the end of ``execute --block`` and for ``status``)."""
+    failed = ensemble.filter_by_status("failure", "aborted")
+    if not failed:
+        return []
+    out = [f"{len(failed)} run(s) failed or were aborted; the last {min(limit, len(failed))}:"]
+    for row in ensemble.runs(failed[-limit:]):
+        out.append(f"  run {row['id']}: {row['message'] or row['status'].label}")
+        attempts = ensemble.attempts(row["id"])
+        path = attempt_logs(row["run_dir"], attempts[-1]["step"], attempts[-1]["attempt"])["stderr"] if attempts else None
+        if path:
+            out.extend(f"    | {line}" for line in tail(path, lines))
+            out.append(f"    (ensemble log {row['id']} for more: {path})")
+    return out

@@ -122,8 +122,9 @@ def test_status_counts(capsys, samples):
     set_status(2, RunStatus.FAILURE)
     code, out, err = run(capsys, "status")
     assert (code, err) == (0, "")
-    assert out.splitlines() == [" waiting: 1", " running: 0", " success: 1", " failure: 1", " aborted: 0",
-                                "  killed: 0", "   total: 3"]
+    assert out.splitlines()[:7] == [" waiting: 1", " running: 0", " success: 1", " failure: 1", " aborted: 0",
+                                    "  killed: 0", "   total: 3"]
+    assert out.splitlines()[7:9] == ["", "1 run(s) failed or were aborted; the last 1:"]
     code, out, _ = run(capsys, "status", "--json")
     assert json.loads(out) == {"queued": 1, "success": 1, "failure": 1, "aborted": 0, "killed": 0, "running": 0,
                                "total": 3}

@@ -58,3 +58,14 @@ def test_steps_know_the_managers_python_and_ensemble_command(edir):
     assert row["result"] == {"ok": 1}
     recorded = Path(row["run_dir"], "bin.txt").read_text().strip()
     assert recorded and os.access(recorded, os.X_OK) and Path(recorded).name == "ensemble"
+
+
+def test_failures_are_shown_with_their_stderr_after_execute_and_in_status(edir, capsys):
+    ens = create([run(1, sh("true")), run(2, sh('echo "bad input: x=2" >&2; exit 3'))])
+    assert cli(ens, "execute", "--block", "--launcher", "local") == 3
+    err = capsys.readouterr().err
+    assert "1 run(s) failed or were aborted" in err and "  run 2: step 0 exited with 3" in err
+    assert "    | bad input: x=2" in err and "ensemble log 2 for more" in err
+    assert cli(ens, "status") == 0
+    out = capsys.readouterr().out
+    assert "    | bad input: x=2" in out and out.index("total: 2") < out.index("run 2:")
