@@ -22,7 +22,7 @@ from ensemble.logs import attempt_logs
 from ensemble.manager import DEFAULT_SETUP_DIR, Ensemble
 from ensemble.spec import Run
 from ensemble.status import RunStatus
-from ensemble.store import is_disk_full
+from ensemble.store import DB_NAME, is_disk_full
 
 #: Exit status for user errors and a full file system.
 EXIT_USER_ERROR = 2
@@ -140,8 +140,13 @@ def cmd_write(args: argparse.Namespace) -> None:
 
 
 def cmd_dryrun(args: argparse.Namespace) -> None:
-    ids = _open(args).dry_run(*parse_ids(args.ids), verbosity=args.verbose)
+    ensemble = _open(args)
+    ids = ensemble.dry_run(*parse_ids(args.ids), verbosity=args.verbose)
     print(f"prepared {len(ids)} run directories")
+    for row in [] if args.verbose else ensemble.runs(ids[:10]):
+        print(f"  {row['id']}\t{row['run_dir']}")
+    if len(ids) > 10:
+        print(f"  ... and {len(ids) - 10} more (ensemble rundirs --all lists them)")
 
 
 def cmd_requeue(args: argparse.Namespace) -> None:
@@ -177,7 +182,12 @@ def cmd_attempts(args: argparse.Namespace) -> None:
 
 
 def cmd_clear(args: argparse.Namespace) -> None:
-    Ensemble.clear(args.setup_dir)
+    setup = Path(args.setup_dir).resolve()
+    if not (setup / DB_NAME).is_file():
+        print(f"no ensemble at {setup}: nothing removed")
+        return
+    Ensemble.clear(setup)
+    print(f"removed {setup} (database, logs, inbox, batch scripts); run directories are kept")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:

@@ -201,7 +201,8 @@ def test_dryrun_and_rundirs(capsys, samples, workdir):
     code, out, _ = run(capsys, "rundirs")
     assert out == f"2\t{workdir / 'runs' / '2'}\n"
     code, out, _ = run(capsys, "dryrun")
-    assert (code, out) == (0, "prepared 3 run directories\n")
+    assert (code, out) == (0, "prepared 3 run directories\n" + "".join(
+        f"  {i}\t{workdir / 'runs' / str(i)}\n" for i in (1, 2, 3)))
     assert sorted(os.listdir(workdir / "runs")) == ["1", "2", "3"]
 
 
@@ -228,10 +229,12 @@ def test_dequeue(capsys, samples):
 def test_clear(capsys, samples, workdir):
     create(capsys)
     run(capsys, "dryrun")
-    assert run(capsys, "clear") == (0, "", "")
+    code, out, err = run(capsys, "clear")
+    assert (code, err) == (0, "") and out.startswith(f"removed {workdir / SETUP} ") and "run directories are kept" in out
     assert not (workdir / SETUP).exists()
     assert (workdir / "runs" / "1").is_dir()
-    assert run(capsys, "clear") == (0, "", "")
+    code, out, _ = run(capsys, "clear")
+    assert (code, out) == (0, f"no ensemble at {workdir / SETUP}: nothing removed\n")
 
 
 # -- user errors ---------------------------------------------------------------------------------------------------------
