@@ -107,7 +107,7 @@ def _check_not_busy(store: Store, allow_multiple: bool) -> None:
     for lease in live_leases(store):
         if not (allow_multiple and lease["allow_multiple"]):
             raise EnsembleBusy(f"ensemble is already executing: manager pid {lease['pid']} on {lease['host']} "
-                               "(pass allow_multiple=True to both to share the work)")
+                               "(start both with allow_multiple=True, or --allow-multiple, to share the work)")
 
 
 def execute_local(setup_dir: Path, store: Store, blocking: bool, in_process: bool = False,

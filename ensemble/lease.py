@@ -66,7 +66,7 @@ def acquire(store: Store, allow_multiple: bool) -> tuple[Lease, list[dict]]:
         raise EnsembleBusy(
             f"ensemble is already executing: manager pid {other['pid']} on {other['host']} since "
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(other['started']))} "
-            "(pass allow_multiple=True to both to share the work)")
+            "(start both with allow_multiple=True, or --allow-multiple, to share the work)")
     pid = os.getpid()
     lease = Lease(manager=f"{HOST}:{pid}:{uuid.uuid4().hex[:8]}", host=HOST, pid=pid)
     now = time.time()
