@@ -193,15 +193,16 @@ def cmd_clear(args: argparse.Namespace) -> None:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("samples", help="CSV file: a header of sample labels, one row per run")
     parser.add_argument("--args", help="arguments for the application, formatted with the sample: '-x {x}'")
-    parser.add_argument("--tasks", type=int, default=1)
-    parser.add_argument("--cores-per-task", type=int, default=1)
-    parser.add_argument("--gpus-per-task", type=int, default=0)
+    parser.add_argument("--tasks", type=int, default=1, help="tasks (MPI ranks) per run (default 1)")
+    parser.add_argument("--cores-per-task", type=int, default=1, help="cores per task (default 1)")
+    parser.add_argument("--gpus-per-task", type=int, default=0, help="GPUs per task (default 0)")
     parser.add_argument("--timeout", type=float, default=0, help="minutes per step (0: none)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ensemble", description="Create, run and inspect ensembles of runs.")
-    parser.add_argument("--version", action="version", version=f"ensemble {__version__}")
+    parser.add_argument("--version", action="version", version=f"ensemble {__version__}",
+                        help="print the version and exit")
     parser.add_argument("--setup-dir", default=os.environ.get(SETUP_DIR_ENV) or DEFAULT_SETUP_DIR, help=SETUP_DIR_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -214,12 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--run-dir-names", help="format string for run directories, default runs/{run_id}")
     create.add_argument("--app-interface", help="Python file with hooks")
     create.add_argument("--max-restarts", type=_optional_int, default=0, help="restarts per run, or 'none'")
-    create.add_argument("--max-failed-runs", type=_optional_int, default=None)
+    create.add_argument("--max-failed-runs", type=_optional_int, default=None,
+                        help="stop launching once more runs than this failed (default: never)")
     create.add_argument("--no-batch-script", dest="batch_script", action="store_false",
                         help="the application is a program, not a script to parse")
     create.add_argument("--abort-on", type=int, action="append", help="exit code that aborts a run (repeatable)")
-    create.add_argument("--template-engine", choices=("tokens", "jinja"), default="tokens")
-    create.add_argument("--no-strict-templates", dest="strict_templates", action="store_false")
+    create.add_argument("--template-engine", choices=("tokens", "jinja"), default="tokens",
+                        help="%%%%name%%%% tokens (default) or Jinja2 templates")
+    create.add_argument("--no-strict-templates", dest="strict_templates", action="store_false",
+                        help="leave unknown tokens as they are instead of refusing them")
     create.add_argument("--overwrite", action="store_true", help="replace an existing ensemble")
     create.set_defaults(func=cmd_create)
 
@@ -237,36 +241,36 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
 
     progress = sub.add_parser("progress", help="completed / total runs")
-    progress.add_argument("--json", action="store_true")
+    progress.add_argument("--json", action="store_true", help="print JSON instead of text")
     progress.set_defaults(func=cmd_progress)
 
     write = sub.add_parser("write", help="write a summary of every run")
-    write.add_argument("format", choices=("csv", "json", "yaml"))
+    write.add_argument("format", choices=("csv", "json", "yaml"), help="the summary's format")
     write.add_argument("-o", "--output", help="file to write (default: standard output)")
     write.set_defaults(func=cmd_write)
 
     dryrun = sub.add_parser("dryrun", help="prepare run directories without running anything")
-    dryrun.add_argument("ids", nargs="*")
-    dryrun.add_argument("-v", "--verbose", action="count", default=0)
+    dryrun.add_argument("ids", nargs="*", help="run ids or ranges (3-7); default: every run")
+    dryrun.add_argument("-v", "--verbose", action="count", default=0, help="print each run directory prepared")
     dryrun.set_defaults(func=cmd_dryrun)
 
     requeue = sub.add_parser("requeue", help="queue completed runs again")
-    requeue.add_argument("ids", nargs="+")
+    requeue.add_argument("ids", nargs="+", help="run ids or ranges (3-7)")
     requeue.add_argument("--hard", action="store_true", help="restart from step 0")
     requeue.set_defaults(func=cmd_requeue)
 
     dequeue = sub.add_parser("dequeue", help="kill queued or running runs")
-    dequeue.add_argument("ids", nargs="+")
+    dequeue.add_argument("ids", nargs="+", help="run ids or ranges (3-7)")
     dequeue.set_defaults(func=cmd_dequeue)
 
     rundirs = sub.add_parser("rundirs", help="list run directories")
-    rundirs.add_argument("--json", action="store_true")
+    rundirs.add_argument("--json", action="store_true", help="print JSON instead of text")
     rundirs.add_argument("--all", action="store_true", help="include directories not created yet")
     rundirs.set_defaults(func=cmd_rundirs)
 
     attempts = sub.add_parser("attempts", help="every recorded attempt of the given runs")
-    attempts.add_argument("ids", nargs="+")
-    attempts.add_argument("--json", action="store_true")
+    attempts.add_argument("ids", nargs="+", help="run ids or ranges (3-7)")
+    attempts.add_argument("--json", action="store_true", help="print the full records as JSON")
     attempts.set_defaults(func=cmd_attempts)
     clilog.register(sub)
     cliexec.register(sub)

@@ -63,3 +63,13 @@ def test_status_shows_running_on_its_own_line(edir, capsys):
     assert lines[:2] == [" waiting: 1", " running: 2"] and lines[-1] == "   total: 3"
     gate.touch()
     wait_manager_exit(ens, pid)
+
+
+def test_every_option_and_argument_has_help():
+    from ensemble.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]  # noqa: SLF001 - argparse keeps them here
+    missing = [f"{name} {a.option_strings or a.dest}" for name, command in [("ensemble", parser), *sub.choices.items()]
+               for a in command._actions if a.help in (None, "") and a.dest not in ("help", "command")]  # noqa: SLF001
+    assert missing == []
