@@ -47,17 +47,17 @@ def cmd_execute(args: argparse.Namespace) -> int:
 def _announce(args: argparse.Namespace, ensemble: Ensemble) -> None:
     """One line on stderr: what a blocking manager runs on and where its log is; a warning line
     for more cores than this machine has (accepted: oversubscribing and testing are legitimate;
-    more GPUs than detected is warned about where the GPUs are chosen)."""
+    GPUs are detected, and warned about, where the manager chooses them: its log lists them)."""
     from ensemble.backends import resolve_launcher
-    from ensemble.resources import detect_cores, detect_gpus
+    from ensemble.resources import detect_cores
 
     launcher = resolve_launcher(args.launcher, queued=ensemble.store.count_queued())
     if launcher == "local":
-        cores, (gpus, _) = detect_cores(), detect_gpus()
+        cores = detect_cores()
         if args.cores is not None and args.cores > cores:
             print(f"ensemble: warning: --cores {args.cores} is more than the {cores} cores here: "
                   "runs will share them", file=sys.stderr)
-        where = f"{args.cores or cores} cores, {len(gpus) if args.gpus is None else args.gpus} gpus on this machine"
+        where = f"{args.cores or cores} cores of this machine"
     else:
         where = "the allocation's nodes"
     print(f"ensemble: executing with launcher {launcher} on {where}; manager log: "

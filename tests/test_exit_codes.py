@@ -39,3 +39,12 @@ def test_early_stop_needs_an_end_and_room(edir):
 def test_python_api_returns_none_for_result_codes(edir):
     ens = create([run(1, sh("exit 9"))])
     assert ens.execute_local(blocking=True, launcher="local") is None
+
+
+def test_early_stop_ahead_stops_launching_when_its_time_comes(edir):
+    # The timeout leaves 30 s; early_stop 0.4 min stops launching 6 s after the start.  Run 1
+    # holds the only core for 8 s, so run 2 could only start after launching has stopped.
+    ens = create([run(1, sh("sleep 8")), run(2, sh("true"))])
+    assert execute_block(ens, "--cores", "1", "--timeout", "0.5", "--early-stop", "0.4") == EXIT_WORK_LEFT
+    assert [(a["run_id"], a["outcome"]) for a in ens.attempts()] == [(1, "success")]
+    assert any("early_stop" in e["detail"]["reason"] for e in ens.events() if e["kind"] == "stopping")

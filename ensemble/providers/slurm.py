@@ -126,6 +126,11 @@ class SlurmProvider(Provider):
         return parse_job_record(slurm_command(["scontrol", "show", "job", "-d", "-o", self.job_id]))
 
     def nodes(self) -> tuple[Node, ...]:
+        return self._nodes
+
+    @cached_property
+    def _nodes(self) -> tuple[Node, ...]:
+        """Read once: the pool and the workers ask for the same nodes (scontrol runs once)."""
         hostlist = self.env.get("SLURM_JOB_NODELIST") or self.record.get("NodeList", "")
         names = expand_hostlist(hostlist)
         cpus = parse_cpus_per_node(self.env.get("SLURM_JOB_CPUS_PER_NODE", ""), len(names))
