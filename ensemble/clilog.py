@@ -8,6 +8,7 @@ from ensemble.cliinput import parse_ids
 from ensemble.errors import SpecError
 from ensemble.logs import attempt_logs, tail
 from ensemble.manager import Ensemble
+from ensemble.status import RunStatus
 
 
 def _pick(attempts: list[dict[str, Any]], run_id: int, step: int | None, attempt: int | None) -> dict[str, Any]:
@@ -56,11 +57,12 @@ def register(sub: Any) -> None:
 def failure_report(ensemble: Ensemble, limit: int = 5, lines: int = 3) -> list[str]:
     """Lines on the last ``limit`` failed or aborted runs: why, and the tail of their last
     attempt's stderr (for the end of ``execute --block`` and for ``status``)."""
-    failed = ensemble.filter_by_status("failure", "aborted")
-    if not failed:
+    count = ensemble.count_by_status(RunStatus.FAILURE, RunStatus.ABORTED)
+    if not count:
         return []
-    out = [f"{len(failed)} run(s) failed or were aborted; the last {min(limit, len(failed))}:"]
-    for row in ensemble.runs(failed[-limit:]):
+    out = [f"{count} run(s) failed or were aborted; the last {min(limit, count)}:"]
+    last = ensemble.store.run_ids_with_status([RunStatus.FAILURE, RunStatus.ABORTED], last=limit)
+    for row in ensemble.runs(last):
         out.append(f"  run {row['id']}: {row['message'] or row['status'].label}")
         attempts = ensemble.attempts(row["id"])
         path = attempt_logs(row["run_dir"], attempts[-1]["step"], attempts[-1]["attempt"])["stderr"] if attempts else None

@@ -69,3 +69,14 @@ def test_failures_are_shown_with_their_stderr_after_execute_and_in_status(edir, 
     assert cli(ens, "status") == 0
     out = capsys.readouterr().out
     assert "    | bad input: x=2" in out and out.index("total: 2") < out.index("run 2:")
+
+
+def test_failure_report_names_the_last_five_of_many(edir, capsys):
+    ens = create([run(i, sh(f"echo fail{i} >&2; exit 1")) for i in range(1, 9)])
+    ens.execute_local(blocking=True, launcher="local")
+    capsys.readouterr()
+    assert cli(ens, "status") == 0
+    out = capsys.readouterr().out
+    assert "8 run(s) failed or were aborted; the last 5:" in out
+    assert [f"run {i}:" in out for i in range(1, 9)] == [False] * 3 + [True] * 5
+    assert "    | fail8" in out

@@ -87,12 +87,14 @@ class RunQueries:
         return self.conn.execute(
             "SELECT COUNT(*) FROM runs WHERE status=0 AND claimed_by IS NOT NULL").fetchone()[0]
 
-    def run_ids_with_status(self, statuses: Sequence[RunStatus]) -> list[int]:
-        if not statuses:
-            return [r[0] for r in self.conn.execute("SELECT id FROM runs ORDER BY id")]
-        marks = ",".join("?" * len(statuses))
-        return [r[0] for r in self.conn.execute(
-            f"SELECT id FROM runs WHERE status IN ({marks}) ORDER BY id", [int(s) for s in statuses])]
+    def run_ids_with_status(self, statuses: Sequence[RunStatus], last: int | None = None) -> list[int]:
+        """Ids with any of ``statuses`` (all if none), ascending; ``last``: only the highest ``last``."""
+        where = f"WHERE status IN ({','.join('?' * len(statuses))})" if statuses else ""
+        params = [int(s) for s in statuses]
+        if last is None:
+            return [r[0] for r in self.conn.execute(f"SELECT id FROM runs {where} ORDER BY id", params)]
+        rows = self.conn.execute(f"SELECT id FROM runs {where} ORDER BY id DESC LIMIT ?", [*params, last])
+        return sorted(r[0] for r in rows)
 
     def run_dirs(self) -> list[tuple[int, str]]:
         return self.conn.execute("SELECT id, run_dir FROM runs ORDER BY id").fetchall()
