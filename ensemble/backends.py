@@ -1,6 +1,8 @@
 """Which provider, launcher and executor a manager uses: detected, or chosen with ``launcher=``.
 
-``auto`` (the default): inside a Slurm job (``SLURM_JOB_ID`` set) with ``srun`` on PATH, steps
+``auto`` (the default): inside a Flux instance (``FLUX_URI`` set), or for an ensemble created
+with ``use_flux``, steps are jobs of the instance (``flux``; an ensemble with ``use_flux`` and no
+instance here is a clear error); inside a Slurm job (``SLURM_JOB_ID`` set) with ``srun`` on PATH, steps
 start through ``srun`` on the job's nodes, or, when at least :data:`WORKER_AUTO_RUNS` runs are
 queued, through node-local workers (``worker``: single-task steps by the worker of their node,
 wider ones still by ``srun``); inside an LSF job (``LSB_JOBID`` set) through ``lrun`` when it is
@@ -23,14 +25,17 @@ from typing import Any
 
 from ensemble.errors import SpecError
 from ensemble.executors import Executor, LocalExecutor, SrunExecutor, WorkerExecutor
+from ensemble.flux.executor import FluxExecutor
+from ensemble.flux.instance import FluxProvider, in_flux_instance
 from ensemble.launchers import JsrunLauncher, Launcher, LocalLauncher, LrunLauncher, MpirunLauncher, SrunLauncher
+from ensemble.launchers.flux import FluxLauncher
 from ensemble.launchers.srun import srun_mpi_plugins
 from ensemble.providers import LocalProvider, LsfProvider, Provider, SlurmProvider
 from ensemble.providers.lsf import in_lsf_job
 from ensemble.providers.slurm import in_slurm_job
 from ensemble.routing import RoutedExecutor, RoutedLauncher
 
-LAUNCHER_CHOICES = ("auto", "local", "srun", "mpirun", "worker", "jsrun", "lrun")
+LAUNCHER_CHOICES = ("auto", "local", "srun", "mpirun", "worker", "jsrun", "lrun", "flux")
 #: The LSF launchers, in the order ``auto`` prefers them.
 LSF_LAUNCHERS = ("lrun", "jsrun")
 #: Queued runs from which ``auto`` picks the worker path inside Slurm: srun-per-run creates at most
@@ -60,13 +65,21 @@ def mpirun_program(env: Mapping[str, str] = os.environ) -> str:
     return env.get(MPIRUN_ENV) or "mpirun"
 
 
-def resolve_launcher(launcher: Any, env: Mapping[str, str] = os.environ, queued: int = 0) -> str:
-    """The launcher name ``launcher=`` means here, with ``queued`` runs waiting; SpecError for a
-    name or place that cannot work."""
+def resolve_launcher(launcher: Any, env: Mapping[str, str] = os.environ, queued: int = 0,
+                     use_flux: Any = False) -> str:
+    """The launcher name ``launcher=`` means here, with ``queued`` runs waiting (``use_flux``: the
+    ensemble's setting); SpecError for a name or place that cannot work."""
     if launcher is None:
         launcher = "auto"
     if launcher not in LAUNCHER_CHOICES:
         raise SpecError(f"launcher: expected one of {', '.join(LAUNCHER_CHOICES)}, got {launcher!r}")
+    if launcher == "flux" or launcher == "auto" and (use_flux or in_flux_instance(env)):
+        if not in_flux_instance(env):
+            raise SpecError(f"{'launcher' if launcher == 'flux' else 'use_flux'}: steps run as Flux jobs, but no "
+                            "Flux instance is here (FLUX_URI is not set): execute with execute_alloc (ensemble "
+                            "submit), which starts one, or inside 'flux alloc' / 'flux batch'; --launcher local "
+                            "runs plain processes instead")
+        return "flux"
     if launcher == "auto":
         if in_slurm_job(env) and shutil.which("srun"):
             return "worker" if queued >= WORKER_AUTO_RUNS else "srun"
@@ -112,6 +125,11 @@ def check_mpi(mpi: Any, launcher: str, env: Mapping[str, str] = os.environ) -> s
 
 def choose_backend(launcher: str, mpi: str | None, cores: int | None, gpus: Any) -> Backend:
     """The backend for a resolved launcher name (see :func:`resolve_launcher`)."""
+    if launcher == "flux":
+        if isinstance(gpus, list):
+            raise SpecError(f"gpus: device ids {gpus!r} name this machine's GPUs; inside a Flux instance its "
+                            "resource set gives them (pass a count per node to use fewer)")
+        return Backend(FluxProvider(cores, gpus), FluxLauncher(), FluxExecutor)
     slurm = in_slurm_job()
     if launcher == "local" or not slurm and launcher == "mpirun":
         provider: Provider = LocalProvider(cores, gpus)

@@ -51,7 +51,8 @@ def _announce(args: argparse.Namespace, ensemble: Ensemble) -> None:
     from ensemble.backends import resolve_launcher
     from ensemble.resources import detect_cores
 
-    launcher = resolve_launcher(args.launcher, queued=ensemble.store.count_queued())
+    launcher = resolve_launcher(args.launcher, queued=ensemble.store.count_queued(),
+                                use_flux=ensemble.config.use_flux)
     if launcher == "local":
         cores = detect_cores()
         if args.cores is not None and args.cores > cores:
@@ -59,7 +60,7 @@ def _announce(args: argparse.Namespace, ensemble: Ensemble) -> None:
                   "runs will share them", file=sys.stderr)
         where = f"{args.cores or cores} cores of this machine"
     else:
-        where = "the allocation's nodes"
+        where = "the Flux instance's resources" if launcher == "flux" else "the allocation's nodes"
     print(f"ensemble: executing with launcher {launcher} on {where}; manager log: "
           f"{ensemble.setup_dir / 'logs' / 'manager.log'}", file=sys.stderr)
 
@@ -90,8 +91,9 @@ def _add_manager_options(parser: argparse.ArgumentParser) -> None:
                         help="one .out and one .err per attempt (split, default) or one .log with both")
     parser.add_argument("--allow-multiple", action="store_true", help="share the work with other managers")
     parser.add_argument("--launcher", choices=LAUNCHER_CHOICES, default="auto",
-                        help="how steps start: auto (inside a Slurm job srun, or worker from 200 queued runs; "
-                             "inside an LSF job lrun, else jsrun; else local), local, srun, mpirun, worker, jsrun, lrun")
+                        help="how steps start: auto (inside a Flux instance or with use_flux, Flux jobs; inside a Slurm "
+                             "job srun, or worker from 200 queued runs; inside an LSF job lrun, else jsrun; else local), "
+                             "local, srun, mpirun, worker, jsrun, lrun, flux")
     parser.add_argument("--mpi", help="srun --mpi= plugin for steps (default: $ENSEMBLE_MPI, else Slurm's MpiDefault)")
     parser.add_argument("--early-stop", type=float,
                         help="minutes before the allocation's end (or --timeout) to stop starting runs")

@@ -69,13 +69,13 @@ def manager_options(parallelism: Any, allow_multiple: Any, max_concurrency: Any,
 
 def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concurrency: Any, cores: Any,
                  gpus: Any, kill_grace: Any = 3.0, log_layout: Any = "split", launcher: Any = None,
-                 mpi: Any = None, early_stop: Any = None, queued: int = 0) -> dict[str, Any]:
+                 mpi: Any = None, early_stop: Any = None, queued: int = 0, use_flux: Any = False) -> dict[str, Any]:
     """Validated execution options as plain JSON (what a manager process receives); the launcher
-    is resolved here (``auto`` becomes what was detected, with ``queued`` runs waiting) and the
-    allocation is read once."""
+    is resolved here (``auto`` becomes what was detected, with ``queued`` runs waiting and the
+    ensemble's ``use_flux``) and the allocation is read once."""
     spec = manager_options(parallelism, allow_multiple, max_concurrency, kill_grace, log_layout, mpi, early_stop)
     spec.update(timeout=_positive("timeout", timeout, float), cores=_positive("cores", cores),
-                gpus=gpu_option(gpus), launcher=resolve_launcher(launcher, queued=queued))
+                gpus=gpu_option(gpus), launcher=resolve_launcher(launcher, queued=queued, use_flux=use_flux))
     spec["mpi"] = check_mpi(mpi, spec["launcher"])
     provider = choose_backend(spec["launcher"], spec["mpi"], spec["cores"], spec["gpus"]).provider
     provider.nodes()
@@ -94,15 +94,6 @@ def _check_early_stop(early_stop: float | None, timeout: float | None, alloc_end
         raise SpecError(f"early_stop: must be shorter than timeout ({timeout!r} minutes), got {early_stop!r}")
 
 
-def _check_no_flux(store: Store) -> None:
-    """``use_flux`` is recorded at create; until the Flux executor exists, executing such an
-    ensemble is refused rather than silently run without Flux."""
-    use_flux = (store.get_meta("config") or {}).get("use_flux")
-    if use_flux:
-        raise SpecError(f"use_flux: {use_flux!r} was given at create, but this version cannot run steps "
-                        "through Flux yet; recreate the ensemble with use_flux=False to use srun or local processes")
-
-
 def _check_not_busy(store: Store, allow_multiple: bool) -> None:
     for lease in live_leases(store):
         if not (allow_multiple and lease["allow_multiple"]):
@@ -117,8 +108,8 @@ def execute_local(setup_dir: Path, store: Store, blocking: bool, in_process: boo
     the result code (0 or an EXIT_* of :data:`RESULT_CODES`); else None."""
     if not isinstance(blocking, bool):
         raise SpecTypeError(f"blocking: expected True or False, got {blocking!r}")
-    spec = options_spec(**options, queued=store.count_queued())
-    _check_no_flux(store)
+    spec = options_spec(**options, queued=store.count_queued(),
+                        use_flux=(store.get_meta("config") or {}).get("use_flux", False))
     _check_not_busy(store, spec["allow_multiple"])
     if blocking and in_process:
         code = run_engine(setup_dir, dict(spec))

@@ -77,6 +77,10 @@ class Exits:
         if fd not in self.executor.channels():
             self.reactor.unwatch(fd)
         self.drop_lost_nodes()
+        for handle, job in self.executor.take_job_ids():
+            run = self.channel_runs.get(handle)
+            if run is not None and run.handle is handle:
+                self.recorder.batch.set_job(run.attempt_id, job)
         for handle in ended:
             run = self.channel_runs.get(handle)
             if run is not None and run.handle is handle:

@@ -144,6 +144,7 @@ class Lifecycle(Steering, Ledger, Drain):
         with self.store.transaction():
             self.lease, dead = acquire(self.store, self.options.allow_multiple)
             killed = kill_tagged([d["manager"] for d in dead if d["host"] == HOST])
+            killed += self.executor.kill_leftovers([d["manager"] for d in dead])
             attempts, runs = self.store.recover_orphans(self.started)
             self.store.add_events([(None, "manager_started", {
                 "manager": self.lease.manager, "cores": self.pool.total_cores, "gpus": self.pool.total_gpus,

@@ -53,6 +53,7 @@ class Steering:
                                                                   "attempts": attempts, "runs": runs})])
         kill_tagged([d["manager"] for d in dead if d["host"] == HOST])
         if dead:
+            self.executor.kill_leftovers([d["manager"] for d in dead])
             log.warning("reclaimed %d runs of dead managers %s", runs, [d["manager"] for d in dead])
         return runs > 0
 

@@ -101,6 +101,15 @@ class Executor(ABC):
         """Why an attempt that was started asynchronously never ran, once it has ended."""
         return None
 
+    def take_job_ids(self) -> list[tuple[Handle, str]]:
+        """Attempts that the resource manager gave an id since the last call (a Flux job id), with it."""
+        return []
+
+    def kill_leftovers(self, managers: list[str]) -> int:
+        """End what dead ``managers`` left running through this executor's resource manager (jobs
+        that outlive their manager); return how many.  Processes are swept by the engine itself."""
+        return 0
+
     def start_room(self) -> int | None:
         """How many attempts may start now (None: no limit of the executor's own)."""
         return None

@@ -38,19 +38,23 @@ def _output(stdout: str, stderr: str) -> dict[str, Any]:
 
 def jobspec(argv: Sequence[str], tasks: int, cores_per_task: int, gpus_per_task: int, timeout_minutes: float,
             cwd: str, environment: Mapping[str, str], stdout: str, stderr: str,
-            nodes: int | None = None) -> dict[str, Any]:
+            nodes: int | None = None, name: str | None = None) -> dict[str, Any]:
     """The jobspec of one attempt: ``tasks`` copies of ``argv`` (a task per slot; ``total`` when
     ``nodes`` do not divide the tasks evenly), its limit, directory, whole environment (Flux
-    inherits nothing) and output files in the run directory."""
+    inherits nothing), output files in the run directory and job ``name`` (the attempt's tag, by
+    which a later manager finds the jobs of a dead one)."""
     count = {"total": tasks} if nodes is not None and tasks % nodes else {"per_slot": 1}
+    system: dict[str, Any] = {
+        "duration": duration_of(timeout_minutes),
+        "cwd": cwd,
+        "environment": dict(environment),
+        "shell": {"options": {"output": _output(stdout, stderr)}},
+    }
+    if name is not None:
+        system["job"] = {"name": name}
     return {
         "version": 1,
         "resources": resources(tasks, cores_per_task, gpus_per_task, nodes),
         "tasks": [{"command": list(argv), "slot": "task", "count": count}],
-        "attributes": {"system": {
-            "duration": duration_of(timeout_minutes),
-            "cwd": cwd,
-            "environment": dict(environment),
-            "shell": {"options": {"output": _output(stdout, stderr)}},
-        }},
+        "attributes": {"system": system},
     }

@@ -16,6 +16,7 @@ class WriteBatch:
     """
 
     PID = "UPDATE attempts SET pid=? WHERE id=?"
+    JOB = "UPDATE attempts SET job=? WHERE id=?"
     END = "UPDATE attempts SET end=?, exit_code=?, signal=?, outcome=? WHERE id=? AND end IS NULL"
     PROGRESS = "UPDATE runs SET step=?, restarts=? WHERE id=? AND claimed_by=?"
     COMPLETE = ("UPDATE runs SET status=?, claimed_by=NULL, step=?, restarts=?, message=?, "
@@ -25,7 +26,7 @@ class WriteBatch:
 
     #: Statements run in this order at a flush, each with ``executemany``.  Between two flushes a
     #: run progresses before it completes or is released, so this order equals the calls' order.
-    ORDER = (PID, END, PROGRESS, COMPLETE, UNCLAIM, EVENT)
+    ORDER = (PID, JOB, END, PROGRESS, COMPLETE, UNCLAIM, EVENT)
 
     def __init__(self, manager: str) -> None:
         self.manager = manager
@@ -35,8 +36,12 @@ class WriteBatch:
         return any(self.ops.values())
 
     def only_pids(self) -> bool:
-        """Whether nothing but pids of started attempts waits (they may wait for the next flush)."""
-        return not any(rows for sql, rows in self.ops.items() if sql is not self.PID)
+        """Whether nothing but pids and job ids of started attempts waits (they may wait for the next flush)."""
+        return not any(rows for sql, rows in self.ops.items() if sql not in (self.PID, self.JOB))
+
+    def set_job(self, attempt_id: int, job: str) -> None:
+        """The resource manager's id of a started attempt (a Flux job id)."""
+        self.ops[self.JOB].append((job, attempt_id))
 
     def set_pid(self, attempt_id: int, pid: int) -> None:
         self.ops[self.PID].append((pid, attempt_id))

@@ -11,7 +11,7 @@ from typing import Any
 
 from ensemble.store.execution import ExecutionQueries
 from ensemble.store.runs import RunQueries
-from ensemble.store.schema import BUSY_TIMEOUT_MS, DB_NAME, SCHEMA, SCHEMA_VERSION, journal_mode_for
+from ensemble.store.schema import BUSY_TIMEOUT_MS, DB_NAME, MIGRATIONS, SCHEMA, SCHEMA_VERSION, journal_mode_for
 
 
 class Store(RunQueries, ExecutionQueries):
@@ -26,6 +26,8 @@ class Store(RunQueries, ExecutionQueries):
         self.conn = conn
         self.path = path
         self.readonly = readonly
+        #: The version of the file as opened (a read-only reader leaves an older one as it is).
+        self.schema_version = SCHEMA_VERSION
         self._stepset_ids: dict[str, int] = {}
 
     # -- opening ---------------------------------------------------------------
@@ -61,9 +63,22 @@ class Store(RunQueries, ExecutionQueries):
         store = cls(cls._connect(path, readonly), path, readonly)
         store._configure()
         version = store.get_meta("schema_version")
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION and not readonly and version in MIGRATIONS:
+            version = store._migrate(version)
+        if version != SCHEMA_VERSION and not (readonly and version in MIGRATIONS):
             raise RuntimeError(f"{path}: schema version {version}, this ensemble reads {SCHEMA_VERSION}")
+        store.schema_version = version
         return store
+
+    def _migrate(self, version: int) -> int:
+        """Bring an older database up to :data:`SCHEMA_VERSION`, one transaction per step."""
+        while version in MIGRATIONS:
+            with self.transaction():
+                for statement in MIGRATIONS[version]:
+                    self.conn.execute(statement)
+                version += 1
+                self.set_meta("schema_version", version)
+        return version
 
     def _configure(self) -> None:
         self.conn.execute("PRAGMA synchronous=NORMAL")

@@ -113,12 +113,13 @@ class RunQueries:
         return [_run_row(r) for r in rows]
 
     def attempts(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        job = "job" if self.schema_version >= 2 else "NULL"
         sql = ("SELECT id, run_id, step, attempt, manager, host, pid, start, end, exit_code, signal, outcome, "
-               "command, placement FROM attempts")
+               f"command, placement, {job} FROM attempts")
         rows = self.conn.execute(sql + (" WHERE run_id=? ORDER BY id" if run_id else " ORDER BY id"),
                                  (run_id,) if run_id else ()).fetchall()
         keys = ("id", "run_id", "step", "attempt", "manager", "host", "pid", "start", "end", "exit_code",
-                "signal", "outcome", "command", "placement")
+                "signal", "outcome", "command", "placement", "job")
         out = []
         for row in rows:
             item = dict(zip(keys, row))

@@ -6,7 +6,12 @@ import os
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: What turns a database of an older schema version into the next one (run in one transaction).
+MIGRATIONS = {
+    # 1 -> 2: the id the resource manager gave an attempt (a Flux job id), NULL for processes.
+    1: ("ALTER TABLE attempts ADD COLUMN job TEXT",),
+}
 DB_NAME = "ensemble.db"
 BUSY_TIMEOUT_MS = 60_000
 NETWORK_FS = {"nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "smbfs", "beegfs", "fuse.sshfs", "ceph", "panfs", "9p"}
@@ -41,7 +46,8 @@ CREATE TABLE attempts (
     signal INTEGER,
     outcome TEXT,
     command TEXT NOT NULL,
-    placement TEXT
+    placement TEXT,
+    job TEXT
 );
 CREATE INDEX attempts_by_run ON attempts(run_id);
 CREATE INDEX attempts_open ON attempts(manager) WHERE end IS NULL;
