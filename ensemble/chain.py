@@ -22,11 +22,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ensemble import allocations
 from ensemble.engine import EXIT_WORK_LEFT
 from ensemble.errors import EnsembleError, SpecError
+from ensemble.flux.batch import flux_start_line, render_flux_script, submit_flux
+from ensemble.flux.instance import in_flux_instance
 from ensemble.providers.bsub import render_lsf_script, submit_lsf
 from ensemble.providers.sbatch import AllocRequest, check_request, release, render_script, sbatch, scancel, write_script
 from ensemble.status import RunStatus
@@ -41,27 +43,57 @@ if TYPE_CHECKING:
 RECORD_WAIT = 30.0
 
 
-def batch_system() -> str:
-    """``slurm`` where ``sbatch`` is on PATH, else ``lsf`` where ``bsub`` is; else ``slurm``
-    (whose error then names the missing sbatch)."""
-    return "lsf" if not shutil.which("sbatch") and shutil.which("bsub") else "slurm"
+#: Names the batch system ``execute_alloc`` submits to, overriding detection: slurm, lsf or flux.
+BATCH_SYSTEM_ENV = "ENSEMBLE_BATCH_SYSTEM"
+BATCH_SYSTEMS = ("slurm", "lsf", "flux")
+
+
+def batch_system(use_flux: Any = False) -> str:
+    """Where ``execute_alloc`` submits: ``$ENSEMBLE_BATCH_SYSTEM`` if set; else ``flux`` inside a
+    Flux instance (``FLUX_URI``); else ``slurm`` where ``sbatch`` is on PATH, ``lsf`` where
+    ``bsub`` is, ``flux`` where ``flux`` is (or ``use_flux`` names it); else ``slurm`` (whose
+    error then names the missing sbatch).  Commands are looked up, never run."""
+    chosen = os.environ.get(BATCH_SYSTEM_ENV)
+    if chosen:
+        if chosen not in BATCH_SYSTEMS:
+            raise SpecError(f"{BATCH_SYSTEM_ENV}: expected one of {', '.join(BATCH_SYSTEMS)}, got {chosen!r}")
+        return chosen
+    if in_flux_instance():
+        return "flux"
+    if shutil.which("sbatch"):
+        return "slurm"
+    if shutil.which("bsub"):
+        return "lsf"
+    if isinstance(use_flux, str) or shutil.which("flux"):
+        return "flux"
+    return "slurm"
 
 
 def script_text(ensemble: Ensemble, request: AllocRequest) -> str:
     """The batch script ``execute_alloc`` would submit (nothing is written)."""
-    if batch_system() == "lsf":
+    use_flux = ensemble.config.use_flux
+    system = batch_system(use_flux)
+    if system == "flux":
+        return render_flux_script(ensemble.setup_dir, request)
+    if system == "lsf":
+        if use_flux:
+            raise SpecError(f"use_flux: starting Flux inside an LSF job is not built; on LSF run "
+                            f"'jsrun ... flux start' yourself, or create the ensemble without use_flux, got {use_flux!r}")
         return render_lsf_script(ensemble.setup_dir, request)
-    return render_script(ensemble.setup_dir, request)
+    line = flux_start_line(ensemble.setup_dir, request, use_flux) if use_flux else None
+    return render_script(ensemble.setup_dir, request, line)
 
 
-def _submit_lsf(ensemble: Ensemble, request: AllocRequest) -> str:
-    """``bsub < script``; the job is recorded as a chain of one (LSF follow-ups are not built)."""
+def _submit_single(ensemble: Ensemble, request: AllocRequest, system: str) -> str:
+    """``bsub < script`` or ``flux batch script``; the job is recorded as a chain of one (follow-ups
+    are built on Slurm's job dependencies only)."""
     if request.repeats:
-        raise SpecError(f"repeats: follow-up allocations use Slurm's job dependencies; on LSF submit again "
-                        f"when the job ends, got repeats={request.repeats!r}")
-    path = write_script(ensemble.setup_dir, render_lsf_script(ensemble.setup_dir, request), suffix=".lsf")
+        raise SpecError(f"repeats: follow-up allocations use Slurm's job dependencies; on {system.upper()} "
+                        f"submit again when the job ends, got repeats={request.repeats!r}")
+    suffix = ".lsf" if system == "lsf" else ".flux"
+    path = write_script(ensemble.setup_dir, script_text(ensemble, request), suffix=suffix)
     try:
-        job = submit_lsf(path)
+        job = submit_lsf(path) if system == "lsf" else submit_flux(path, ensemble.config.use_flux or True)
     except EnsembleError:
         discard_script(path)
         raise
@@ -74,10 +106,11 @@ def submit_alloc(ensemble: Ensemble, request: AllocRequest) -> str:
     """Write the batch script, submit it, record the new chain; return the job id.
 
     The job is submitted held and released once the chain is recorded: a job that started
-    first would not know it belongs to a chain.  Where the batch system is LSF, the job is
-    submitted with ``bsub`` and has no follow-ups."""
-    if batch_system() == "lsf":
-        return _submit_lsf(ensemble, request)
+    first would not know it belongs to a chain.  Where the batch system is LSF or Flux, the job
+    is submitted with ``bsub`` or ``flux batch`` and has no follow-ups."""
+    system = batch_system(ensemble.config.use_flux)
+    if system != "slurm":
+        return _submit_single(ensemble, request, system)
     path = write_script(ensemble.setup_dir, script_text(ensemble, request))
     try:
         job = sbatch(path, hold=True)

@@ -178,6 +178,7 @@ def cmd_attempts(args: argparse.Namespace) -> None:
     print_table([{"run_id": a["run_id"], "step": a["step"], "attempt": a["attempt"], "outcome": a["outcome"],
                   "exit": a["exit_code"] if a["signal"] is None else f"signal {a['signal']}",
                   "seconds": None if a["end"] is None else f"{a['end'] - a['start']:.3f}", "host": a["host"],
+                  **({"job": a["job"]} if any(r["job"] for r in rows) else {}),
                   "command": " ".join(a["command"]), "stderr": a["logs"]["stderr"]} for a in rows])
 
 

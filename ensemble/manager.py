@@ -82,7 +82,7 @@ class Ensemble:
             max_restarts: restarts per failed run (None: unlimited).
             max_failed_runs: stop the ensemble once more runs than this failed (None: no limit).
             app_is_batch_script: whether ``application`` is a script to parse.
-            use_flux: launch steps through Flux (True, or the path to Flux).
+            use_flux: steps as jobs of a Flux instance (True, or the path of the flux command).
             abort_on: exit codes that mark a run aborted, with no restart.
             template_engine: ``"tokens"`` (``%%name%%``) or ``"jinja"`` (opt-in Jinja2).
             strict_templates: unknown tokens are errors (False leaves them as they are).

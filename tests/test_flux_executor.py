@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import fakeflux
+import pytest
 from engine_helpers import GUARD_MINUTES, create, long_sleep, py, run, sh, token
+
 from ensemble import CompositeRun, Ensemble, Step
 from ensemble.engine import EXIT_WORK_LEFT
 from ensemble.errors import SpecError
@@ -26,7 +26,6 @@ from ensemble.executors.base import Launch
 from ensemble.flux.executor import FluxExecutor
 from ensemble.flux.instance import FluxProvider
 from ensemble.resources import Placement, Share
-from ensemble.status import RunStatus
 
 
 def _install(monkeypatch, instance: fakeflux.Instance) -> None:

@@ -66,7 +66,7 @@ def test_local_command_is_the_argv_itself():
 
 def test_unknown_launcher_names_itself():
     with pytest.raises(SpecError,
-                       match="launcher: expected one of auto, local, srun, mpirun, worker, jsrun, lrun, got 'slurm'"):
+                       match="launcher: expected one of auto, local, srun, mpirun, worker, jsrun, lrun, flux, got 'slurm'"):
         resolve_launcher("slurm")
 
 

@@ -75,12 +75,13 @@ def test_srun_executor_holds_starts_back_to_its_rate(tmp_path):
         executor.close()
 
 
-def test_use_flux_is_refused_before_anything_runs(tmp_path):
+def test_use_flux_without_an_instance_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.delenv("FLUX_URI", raising=False)
     from ensemble import Ensemble, Run
 
     ens = Ensemble.create(runs=[Run({"x": 1})], application="/bin/true", setup_dir=tmp_path / "s",
                           use_flux=True, app_is_batch_script=False)
-    with pytest.raises(SpecError, match="use_flux: True was given at create"):
+    with pytest.raises(SpecError, match="use_flux: steps run as Flux jobs, but no Flux instance is here"):
         ens.execute_local(blocking=True)
     assert ens.attempts() == [] and not (tmp_path / "s" / "logs" / "manager.log").exists()
 

@@ -78,7 +78,7 @@ def test_defaults_leave_time_partition_and_account_to_slurm(ens):
     (dict(timeout=10, early_stop=10), SpecError, "early_stop"),
     (dict(allow_multiple="yes"), SpecTypeError, "allow_multiple"),
     (dict(max_concurrency=1.5), SpecTypeError, "max_concurrency"),
-    (dict(launcher="flux"), SpecError, "launcher"),
+    (dict(launcher="pbs"), SpecError, "launcher"),
     (dict(mpi="pm ix"), SpecError, "mpi"),
     (dict(kill_grace=-1), SpecError, "kill_grace"),
     (dict(log_layout="one"), SpecError, "log_layout"),

@@ -19,6 +19,7 @@ from ensemble.arguments import count_arg
 from ensemble.errors import EnsembleError
 from ensemble.flux.bindings import import_flux
 from ensemble.providers.base import Provider
+from ensemble.providers.slurm import SlurmProvider, in_slurm_job
 from ensemble.resources import Node
 
 #: The variable that says this process runs inside a Flux instance (and which one).
@@ -81,8 +82,14 @@ class FluxProvider(Provider):
         return tuple(Node(name, ids[:cores], devices[:gpus]) for name, ids, devices in found)
 
     def end_time(self) -> float | None:
+        """R's ``expiration``; for an instance without one started inside a Slurm job (``srun ...
+        flux start``), the Slurm job's end."""
         expiration = float((self._resource_set().get("execution") or {}).get("expiration") or 0)
-        return expiration if expiration > 0 else None
+        if expiration > 0:
+            return expiration
+        if in_slurm_job():
+            return SlurmProvider().end_time()
+        return None
 
     def describe(self) -> dict[str, object]:
         return {"provider": self.name, "flux_uri": os.environ.get(FLUX_URI)}

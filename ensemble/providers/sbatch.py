@@ -83,8 +83,9 @@ def execute_argv(setup_dir: Path, request: AllocRequest) -> list[str]:
     return argv
 
 
-def render_script(setup_dir: Path, request: AllocRequest) -> str:
-    """The batch script's text (``setup_dir`` absolute)."""
+def render_script(setup_dir: Path, request: AllocRequest, exec_line: str | None = None) -> str:
+    """The batch script's text (``setup_dir`` absolute); ``exec_line`` replaces the line that
+    execs the manager (a Flux instance around it: :func:`ensemble.flux.batch.flux_start_line`)."""
     log = shlex.quote(str(setup_dir / "logs" / "slurm-%j.out"))
     lines = ["#!/bin/bash",
              f"#SBATCH --job-name={request.name}",
@@ -98,7 +99,7 @@ def render_script(setup_dir: Path, request: AllocRequest) -> str:
              "#",
              "# Written by ensemble (Ensemble.execute_alloc / ensemble submit).  Edit freely: follow-up",
              "# allocations (repeats) submit this same file.  exec: Slurm's signals reach the manager.",
-             "exec " + shlex.join(execute_argv(setup_dir, request)),
+             exec_line or "exec " + shlex.join(execute_argv(setup_dir, request)),
              ""]
     return "\n".join(lines)
 
