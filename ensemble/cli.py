@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ensemble import __version__, cliexec, clilog
+from ensemble import __version__, cliexec, clilog, cliresult
 from ensemble.cliinput import parse_ids, read_samples
+from ensemble.config import DEFAULT_RESULT_FILE
 from ensemble.errors import EnsembleError
 from ensemble.logs import attempt_logs
 from ensemble.manager import DEFAULT_SETUP_DIR, Ensemble
@@ -64,7 +65,8 @@ def cmd_create(args: argparse.Namespace) -> None:
         run_copy=args.run_copy or None, run_symlink=args.run_symlink or None, run_dir_names=args.run_dir_names,
         app_interface=args.app_interface, setup_dir=args.setup_dir, max_restarts=args.max_restarts,
         max_failed_runs=args.max_failed_runs, app_is_batch_script=args.batch_script, abort_on=args.abort_on,
-        template_engine=args.template_engine, strict_templates=args.strict_templates)
+        template_engine=args.template_engine, strict_templates=args.strict_templates,
+        result_file=None if args.result_file == "none" else args.result_file)
     print(f"created ensemble of {ensemble.count_by_status()} runs in {ensemble.setup_dir}")
 
 
@@ -141,12 +143,12 @@ def cmd_write(args: argparse.Namespace) -> None:
 
 def cmd_dryrun(args: argparse.Namespace) -> None:
     ensemble = _open(args)
-    ids = ensemble.dry_run(*parse_ids(args.ids), verbosity=args.verbose)
-    print(f"prepared {len(ids)} run directories")
-    for row in [] if args.verbose else ensemble.runs(ids[:10]):
-        print(f"  {row['id']}\t{row['run_dir']}")
-    if len(ids) > 10:
-        print(f"  ... and {len(ids) - 10} more (ensemble rundirs --all lists them)")
+    prepared = ensemble.dry_run(*parse_ids(args.ids), verbosity=args.verbose)
+    print(f"prepared {len(prepared)} run directories")
+    for run in [] if args.verbose else prepared[:10]:
+        print(f"  {run.describe()}")
+    if len(prepared) > 10:
+        print(f"  ... and {len(prepared) - 10} more (ensemble rundirs --all lists them)")
 
 
 def cmd_requeue(args: argparse.Namespace) -> None:
@@ -225,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="%%%%name%%%% tokens (default) or Jinja2 templates")
     create.add_argument("--no-strict-templates", dest="strict_templates", action="store_false",
                         help="leave unknown tokens as they are instead of refusing them")
+    create.add_argument("--result-file", default=DEFAULT_RESULT_FILE,
+                        help="JSON file in each run directory read as its result when the run succeeds "
+                             f"(default {DEFAULT_RESULT_FILE}; 'none': read none)")
     create.add_argument("--overwrite", action="store_true", help="replace an existing ensemble")
     create.set_defaults(func=cmd_create)
 
@@ -274,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     attempts.add_argument("--json", action="store_true", help="print the full records as JSON")
     attempts.set_defaults(func=cmd_attempts)
     clilog.register(sub)
+    cliresult.register(sub)
     cliexec.register(sub)
 
     clear = sub.add_parser("clear", help="delete the setup directory (run directories are kept)")

@@ -17,6 +17,8 @@ from ensemble.errors import SpecError, SpecTypeError
 from ensemble.templating import check_engine
 
 DEFAULT_RUN_DIR_NAMES = "runs/{run_id}"
+#: The file in a run directory whose JSON becomes the run's result when its last step succeeds.
+DEFAULT_RESULT_FILE = "ensemble_result.json"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class EnsembleConfig:
     abort_on: list[int] = field(default_factory=list)
     template_engine: str = "tokens"
     strict_templates: bool = True
+    result_file: str | None = DEFAULT_RESULT_FILE
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,6 +145,7 @@ def build_config(
     abort_on: Any,
     template_engine: Any,
     strict_templates: Any,
+    result_file: Any = DEFAULT_RESULT_FILE,
 ) -> EnsembleConfig:
     """Validate every ``create`` option; raise SpecError/SpecTypeError naming the field."""
     if application is not None and not isinstance(application, (str, os.PathLike)):
@@ -183,4 +187,17 @@ def build_config(
         abort_on=_abort_on(abort_on),
         template_engine=check_engine(template_engine),
         strict_templates=_bool("strict_templates", strict_templates),
+        result_file=_result_file(result_file),
     )
+
+
+def _result_file(value: Any) -> str | None:
+    """A file name relative to the run directory (None: no result file is read)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SpecTypeError(f"result_file: expected a file name relative to the run directory or None, got {value!r}")
+    parts = Path(value).parts
+    if not value.strip() or "\0" in value or Path(value).is_absolute() or ".." in parts:
+        raise SpecError(f"result_file: expected a file name inside the run directory, got {value!r}")
+    return value

@@ -9,12 +9,12 @@ from typing import IO, Any
 
 from ensemble import setupdir
 from ensemble.arguments import format_ids, optional_path, run_id_arg, run_ids_arg
-from ensemble.config import EnsembleConfig
+from ensemble.config import DEFAULT_RESULT_FILE, EnsembleConfig
 from ensemble.control import submit
+from ensemble.dryrun import PreparedRun, dry_run
 from ensemble.errors import EnsembleError, SpecError, SpecTypeError
 from ensemble.hooks import call_hook, load_interface
 from ensemble.intake import RunIntake
-from ensemble.rundir import RunDirPreparer, step_cwd
 from ensemble.setupdir import DEFAULT_SETUP_DIR, setup_path
 from ensemble.spec import _check_args, to_json
 from ensemble.status import COMPLETED, RUN_ABORTED, RUN_FAILURE, RUN_KILLED, RUN_QUEUED, RUN_SUCCESS, RunStatus
@@ -61,7 +61,8 @@ class Ensemble:
                app_interface: str | None = None, setup_dir: str | os.PathLike = DEFAULT_SETUP_DIR,
                max_restarts: int | None = 0, max_failed_runs: int | None = None, app_is_batch_script: bool = True,
                use_flux: bool | str = False, abort_on: Sequence[int] | None = None, *,
-               template_engine: str = "tokens", strict_templates: bool = True) -> "Ensemble":
+               template_engine: str = "tokens", strict_templates: bool = True,
+               result_file: str | None = DEFAULT_RESULT_FILE) -> "Ensemble":
         """Create a new ensemble and return a handle to it.
 
         Everything is validated before anything is written; the setup
@@ -86,6 +87,8 @@ class Ensemble:
             abort_on: exit codes that mark a run aborted, with no restart.
             template_engine: ``"tokens"`` (``%%name%%``) or ``"jinja"`` (opt-in Jinja2).
             strict_templates: unknown tokens are errors (False leaves them as they are).
+            result_file: JSON file in the run directory that becomes the run's result when its
+                last step succeeds (None: none is read; see :mod:`ensemble.resultfile`).
 
         Raises:
             EnsembleExists: if an ensemble exists in ``setup_dir`` (a ``ValueError``).
@@ -95,7 +98,8 @@ class Ensemble:
                                 run_symlink=run_symlink, run_dir_names=run_dir_names, app_interface=app_interface,
                                 max_restarts=max_restarts, max_failed_runs=max_failed_runs,
                                 app_is_batch_script=app_is_batch_script, use_flux=use_flux, abort_on=abort_on,
-                                template_engine=template_engine, strict_templates=strict_templates),
+                                template_engine=template_engine, strict_templates=strict_templates,
+                                result_file=result_file),
                            setup_dir, overwrite=False)
 
     @classmethod
@@ -347,27 +351,16 @@ class Ensemble:
     def _interface(self):
         return load_interface(self.config.app_interface) if self.config.app_interface else None
 
-    def dry_run(self, *run_ids: int, verbosity: int = 0) -> list[int]:
+    def dry_run(self, *run_ids: int, verbosity: int = 0) -> list[PreparedRun]:
         """Prepare run directories (copies, symlinks, parsed files, batch scripts) and call ``prep_run``.
 
-        Serial and launch-free, so safe on a login node.  Returns the run ids prepared.
+        Serial and launch-free, so safe on a login node.  Returns what was prepared, per run.
         """
         ids = run_ids_arg(run_ids) or self.filter_by_status()
         self._check_existing(ids)
         if not isinstance(verbosity, int):
             raise SpecTypeError(f"verbosity: expected an integer, got {verbosity!r}")
-        preparer, interface = RunDirPreparer(self.config), self._interface()
-        for run in self.store.runs(ids):
-            preparer.prepare(run["id"], run["run_dir"], run["sample"])
-            for step in run["steps"]:
-                if step["batch_script"]:
-                    cwd = step_cwd(run["run_dir"], step["cwd"])
-                    preparer.render_script(step["args"][0], cwd, run["id"], run["run_dir"], run["sample"], "")
-            call_hook(interface, "prep_run", setup_dir=str(self.setup_dir), run_id=run["id"],
-                      run_dir=run["run_dir"], sample=run["sample"])
-            if verbosity > 0:
-                print(f"dry run {run['id']}: prepared {run['run_dir']}")
-        return ids
+        return dry_run(self.config, self._interface(), self.setup_dir, self.store.runs(ids), verbosity)
 
     def call_prep_ensemble(self) -> Any:
         """Call the interface's ``prep_ensemble`` (if defined); return its value."""

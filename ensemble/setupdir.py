@@ -23,7 +23,8 @@ DEFAULT_SETUP_DIR = "./.ensemble_setup"
 LOG_DIR = "logs"
 INBOX_DIR = "inbox"
 #: ``create`` options that become paths or command lines.
-TEXT_OPTIONS = ("application", "run_parse", "run_copy", "run_symlink", "run_dir_names", "app_interface", "use_flux")
+TEXT_OPTIONS = ("application", "run_parse", "run_copy", "run_symlink", "run_dir_names", "app_interface", "use_flux",
+                "result_file")
 
 
 def setup_path(setup_dir: str | os.PathLike) -> Path:

@@ -101,7 +101,10 @@ def deck(workdir: Path) -> Path:
 def test_run_parse_rendered_into_run_dirs_keeping_mode(deck, workdir):
     with Ensemble.create(application="/bin/true", app_is_batch_script=False, run_parse="input.deck",
                          runs=[Run({"x": 1}), Run({"x": "two"})]) as ens:
-        assert ens.dry_run() == [1, 2]
+        prepared = ens.dry_run()
+        assert [p.run_id for p in prepared] == [1, 2]
+        assert prepared[0].parsed == [os.path.join(prepared[0].run_dir, "input.deck")]
+        assert prepared[0].describe().endswith("\tparsed input.deck")
     first = workdir / "runs" / "1" / "input.deck"
     assert first.read_text() == "x=1\nload=100%%\nn=${#a[@]}\nlit=%%x%%\njinja={{ x }}\n"
     assert (workdir / "runs" / "2" / "input.deck").read_text().startswith("x=two\n")
@@ -196,9 +199,9 @@ def test_batch_script_with_absolute_cwd(workdir, tmp_path_factory):
 def test_dry_run_verbosity(workdir, capsys):
     with Ensemble.create(application="/bin/true", app_is_batch_script=False,
                          runs=[Run({"x": 1}), Run({"x": 2})]) as ens:
-        assert ens.dry_run(verbosity=0) == [1, 2]
+        assert [p.run_id for p in ens.dry_run(verbosity=0)] == [1, 2]
         assert capsys.readouterr().out == ""
-        assert ens.dry_run(2, verbosity=1) == [2]
+        assert [p.run_id for p in ens.dry_run(2, verbosity=1)] == [2]
         assert capsys.readouterr().out == f"dry run 2: prepared {workdir / 'runs' / '2'}\n"
         with pytest.raises(TypeError, match="verbosity"):
             ens.dry_run(verbosity="loud")

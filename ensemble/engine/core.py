@@ -23,6 +23,7 @@ from ensemble.engine.runstate import EngineState, Outcome, Phase, RunState
 from ensemble.executors import Launch
 from ensemble.hooks import run_env
 from ensemble.resources import Placement
+from ensemble.resultfile import ResultFileError, read_result_file
 from ensemble.rundir import step_cwd
 from ensemble.status import RunStatus
 from ensemble.store import is_disk_full
@@ -275,10 +276,16 @@ class Engine(Exits, Lifecycle):
 
     # -- hooks ------------------------------------------------------------------------------------
     def _post_run(self, run: RunState) -> None:
+        """The last step succeeded: read the result file, then call ``post_run`` or complete."""
+        try:
+            run.result_json = read_result_file(run.run_dir, self.config.result_file)
+        except ResultFileError as exc:
+            self.complete(run, RunStatus.FAILURE, str(exc))
+            return
         if "post_run" in self.hook_names:
             self._call_run_hook(run, Phase.POST)
         else:
-            self.complete(run, RunStatus.SUCCESS, None)
+            self.complete(run, RunStatus.SUCCESS, None, run.result_json)
 
     def _call_run_hook(self, run: RunState, phase: Phase) -> None:
         run.phase = phase

@@ -104,7 +104,7 @@ class Drain:
             self.to_start.append((run, run.placement))
         else:
             value = reply.get("value")
-            self.complete(run, RunStatus.SUCCESS, None, None if value is None else to_json(value, "post_run"))
+            self.complete(run, RunStatus.SUCCESS, None, run.result_json if value is None else to_json(value, "post_run"))
 
     # -- draining ---------------------------------------------------------------------------------
     def begin_drain(self) -> bool:

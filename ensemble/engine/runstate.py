@@ -102,6 +102,8 @@ class RunState:
     timers: list[Any] = field(default_factory=list)
     #: Log files of the next attempt, made ahead of launch (see :mod:`ensemble.engine.prefetch`).
     logs: tuple[int, int] | None = None
+    #: The result read from the run's result file when its last step succeeded (JSON text).
+    result_json: str | None = None
 
     @property
     def current(self) -> Step:
