@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from engine_helpers import create, execute, run, sh
+
 from ensemble import CompositeRun, Ensemble, Step
 from ensemble.errors import SpecError
 
@@ -95,7 +95,8 @@ def test_post_run_value_wins_over_the_file(edir):
 
 
 def cli(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ensemble", "--setup-dir", "setup", *argv], capture_output=True, text=True, input=stdin)
+    return subprocess.run([sys.executable, "-m", "ensemble", "--setup-dir", "setup", *argv], capture_output=True,
+                          text=True, input=stdin)
 
 
 def test_result_set_and_show_from_the_command_line(edir):
