@@ -310,6 +310,24 @@ def _error(message: str) -> int:
     return EXIT_USER_ERROR
 
 
+#: API argument names whose CLI flag is not simply their dashed form.
+RENAMED_FLAGS = {"app_is_batch_script": "--no-batch-script", "strict_templates": "--no-strict-templates",
+                 "log_layout": "--logs", "timeout": "--timeout"}
+
+
+def _as_flag(parser: argparse.ArgumentParser, command: str, message: str) -> str:
+    """A message that starts with an API argument name (``max_concurrency: ...``) names the
+    command's CLI flag instead (``--max-concurrency: ...``)."""
+    name, colon, rest = message.partition(":")
+    if not colon or not name.isidentifier():
+        return message
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
+    flags = {a.dest: max(a.option_strings, key=len) for a in sub.choices[command]._actions  # noqa: SLF001
+             if a.option_strings and a.dest != "help"}
+    flag = flags.get(name) or (RENAMED_FLAGS[name] if RENAMED_FLAGS.get(name) in flags.values() else None)
+    return f"{flag}:{rest}" if flag else message
+
+
 def _stdout_closed() -> int:
     """Point standard output at /dev/null, so the interpreter's final flush is quiet too."""
     try:
@@ -332,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _stdout_closed()
     except (EnsembleError, ValueError, TypeError) as exc:
-        return _error(str(exc))
+        return _error(_as_flag(parser, args.command, str(exc)))
     except (OSError, sqlite3.OperationalError) as exc:
         if is_disk_full(exc):
             return _error(f"no space left on the file system holding {_full_place(args, exc)} "

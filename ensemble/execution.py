@@ -89,7 +89,7 @@ def _check_early_stop(early_stop: float | None, timeout: float | None, alloc_end
         return
     if timeout is None and alloc_end is None:
         raise SpecError(f"early_stop: {early_stop!r} minutes before an end, but there is none here "
-                        "(give timeout=, or run inside an allocation with a time limit)")
+                        "(give timeout= or --timeout, or run inside an allocation with a time limit)")
     if timeout is not None and early_stop >= timeout:
         raise SpecError(f"early_stop: must be shorter than timeout ({timeout!r} minutes), got {early_stop!r}")
 

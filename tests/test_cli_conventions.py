@@ -1,6 +1,9 @@
 """CLI conventions: --version, --setup-dir before or after the command or from the environment,
-and ``ensemble stop``."""
+and ``ensemble stop``; errors name CLI flags."""
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 from engine_helpers import create, events, run, sh, start_detached, statuses, wait_file, wait_for, wait_manager_exit
@@ -73,3 +76,18 @@ def test_every_option_and_argument_has_help():
     missing = [f"{name} {a.option_strings or a.dest}" for name, command in [("ensemble", parser), *sub.choices.items()]
                for a in command._actions if a.help in (None, "") and a.dest not in ("help", "command")]  # noqa: SLF001
     assert missing == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["execute", "--max-concurrency", "0"], "ensemble: error: --max-concurrency: must be > 0, got 0"),
+    (["execute", "--kill-grace", "-1"], "ensemble: error: --kill-grace: expected seconds >= 0, got -1.0"),
+    (["submit", "--nodes", "0", "--dry-run"], "ensemble: error: --nodes: must be >= 1, got 0"),
+])
+def test_errors_name_the_cli_flag_not_the_api_argument(tmp_path, argv, message):
+    setup = tmp_path / "s"
+    (tmp_path / "samples.csv").write_text("x\n1\n")
+    assert main(["--setup-dir", str(setup), "create", str(tmp_path / "samples.csv"), "--application", "/bin/true",
+                 "--no-batch-script"]) == 0
+    done = subprocess.run([sys.executable, "-m", "ensemble", "--setup-dir", str(setup), *argv], capture_output=True,
+                          text=True)
+    assert (done.returncode, done.stderr.strip()) == (2, message)
