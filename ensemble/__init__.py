@@ -1,4 +1,5 @@
 """ensemble: run many simulations (one application, many inputs) on HPC allocations."""
+from ensemble.analysis import filter_runs
 from ensemble.errors import (
     EnsembleBusy,
     EnsembleError,
@@ -36,4 +37,5 @@ __all__ = [
     "Step",
     "TemplateError",
     "__version__",
+    "filter_runs",
 ]

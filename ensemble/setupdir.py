@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ensemble import provenance
 from ensemble.config import EnsembleConfig, build_config
 from ensemble.errors import EnsembleError, EnsembleExists, SpecTypeError
 from ensemble.hooks import load_interface
@@ -98,7 +99,8 @@ def refuse_while_running(setup: Path, action: str) -> None:
 
 def write_setup(directory: Path, config: EnsembleConfig, rows: list[tuple[str, str, str]]) -> None:
     """Fill a new setup directory: database with the runs, config copy, logs/ and inbox/."""
-    store = Store.create(directory, {"config": config.to_dict(), "created": time.time()})
+    store = Store.create(directory, {"config": config.to_dict(), "created": time.time(),
+                                     "provenance": provenance.collect(Path(config.root_dir))})
     try:
         with store.transaction():
             store.insert_runs(1, rows)

@@ -282,7 +282,7 @@ def test_bad_create_input_is_one_line(capsys, samples, workdir):
     assert_user_error(code, out, err, "--args", "missing")
     code, out, err = run(capsys, "create", "samples.csv", "--application", TRUE, "--no-batch-script",
                          "--abort-on", "300")
-    assert_user_error(code, out, err, "abort_on", "300")
+    assert_user_error(code, out, err, "--abort-on", "300")
     assert snapshot(workdir) == before
 
 
@@ -339,7 +339,7 @@ def test_module_entry_point(samples, workdir):
     done = subprocess.run([sys.executable, "-m", "ensemble.cli", "status"], cwd=workdir, capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode == 2
-    assert done.stderr.startswith("ensemble: error: setup_dir: no ensemble")
+    assert done.stderr.startswith("ensemble: error: --setup-dir: no ensemble")
 
 
 def test_closed_stdout_ends_quietly_with_status_141(samples, workdir):

@@ -88,3 +88,14 @@ def test_page_shows_the_real_output(outputs, command):
     shown, real, here = outputs
     assert command in shown, f"docs/cli.rst has no example '$ {command}'"
     assert normal(shown[command], here) == normal(real[command], here)
+
+
+def test_page_shows_the_real_top_level_help():
+    text = PAGE.read_text()
+    after = text.split(".. code-block:: text\n\n", 1)[1].splitlines()
+    end = next(k for k, line in enumerate(after) if line.strip() and not line.startswith("    "))
+    shown = [line[4:] for line in after[:end]]
+    env = {**os.environ, "COLUMNS": "80"}
+    real = subprocess.run([sys.executable, "-m", "ensemble", "--help"], capture_output=True, text=True, env=env,
+                          check=True).stdout.splitlines()
+    assert "\n".join(shown).rstrip() == "\n".join(real).rstrip(), "regenerate with COLUMNS=80 ensemble --help"
