@@ -12,10 +12,10 @@ from pathlib import Path
 
 from ensemble import Ensemble, Run
 
-SCRIPT = """#!/bin/bash
-# %%x%% and %%y%% are filled in per run; the run's result comes from the runtime API
+SCRIPT = r"""#!/bin/bash
+# %%x%% and %%y%% are filled in per run; the run's result is the JSON of its result file
 echo "x=%%x%% y=%%y%%" > output.txt
-python3 -c "from ensemble import runtime; runtime.set_result({'product': %%x%% * %%y%%})"
+echo "{\"product\": $((%%x%% * %%y%%))}" > ensemble_result.json
 """
 
 
@@ -31,7 +31,7 @@ def main() -> None:
     print(f"demo ensemble in {work}; runs/1/output.txt says: {(work / 'runs/1/output.txt').read_text().strip()}")
     for command in (["status"], ["write", "csv"]):
         print(f"$ ensemble --setup-dir demo.ens {' '.join(command)}", flush=True)
-        subprocess.run(["ensemble", "--setup-dir", "demo.ens", *command], check=True)
+        subprocess.run([sys.executable, "-m", "ensemble", "--setup-dir", "demo.ens", *command], check=True)
 
 
 if __name__ == "__main__":
