@@ -16,12 +16,32 @@ from typing import Any
 
 from ensemble.config import EnsembleConfig, resolve_executable
 from ensemble.errors import SpecError, SpecTypeError, TemplateError
+from ensemble.samplehash import sample_hash
 from ensemble.spec import CompositeRun, Run, Step, to_json
 from ensemble.templating import RESERVED_TOKENS, Template
 
 Row = tuple[str, str, str]
 #: Tokens of the files a run renders: file path -> token name -> first line it appears on.
 FileTokens = dict[str, dict[str, int]]
+
+
+def new_samples(runs: Iterable[Any] | None, store: Any) -> list[Any]:
+    """``runs`` without those whose sample ``store`` has already, or an earlier run of ``runs`` has
+    (by :func:`~ensemble.samplehash.sample_hash`).  Anything that is not a run is kept, for
+    :class:`RunIntake` to refuse with its usual error."""
+    if runs is None or isinstance(runs, (Run, CompositeRun)):
+        runs = [] if runs is None else [runs]
+    if isinstance(runs, (str, bytes)) or not isinstance(runs, Iterable):
+        return runs
+    runs = list(runs)
+    hashes = [sample_hash(r.sample) if isinstance(r, (Run, CompositeRun)) else None for r in runs]
+    seen = store.existing_sample_hashes({h for h in hashes if h is not None})
+    kept = []
+    for run, digest in zip(runs, hashes):
+        if digest is None or digest not in seen:
+            kept.append(run)
+            seen.add(digest)
+    return kept
 
 
 class RunIntake:

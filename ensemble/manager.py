@@ -14,7 +14,7 @@ from ensemble.control import submit
 from ensemble.dryrun import PreparedRun, dry_run
 from ensemble.errors import EnsembleError, SpecError, SpecTypeError
 from ensemble.hooks import call_hook, load_interface
-from ensemble.intake import RunIntake
+from ensemble.intake import RunIntake, new_samples
 from ensemble.setupdir import DEFAULT_SETUP_DIR, setup_path
 from ensemble.spec import _check_args, to_json
 from ensemble.status import COMPLETED, RUN_ABORTED, RUN_FAILURE, RUN_KILLED, RUN_QUEUED, RUN_SUCCESS, RunStatus
@@ -109,10 +109,13 @@ class Ensemble:
 
     @classmethod
     def create_resume(cls, *args: Any, **kwargs: Any) -> "Ensemble":
-        """Open the ensemble in ``setup_dir`` if there is one, else create it like :meth:`create`."""
+        """Open the ensemble in ``setup_dir`` if there is one and add the ``runs`` whose samples it
+        does not have yet (so re-running a driver script is idempotent); else create it like :meth:`create`."""
         options, setup_dir = _split_create_args(args, kwargs)
         if cls.exists(setup_dir):
-            return cls(setup_dir)
+            ensemble = cls(setup_dir)
+            ensemble.add_runs(options["runs"] or [], skip_existing=True)
+            return ensemble
         return cls._create(options, setup_dir, overwrite=False)
 
     @classmethod
@@ -193,13 +196,16 @@ class Ensemble:
             raise SpecError(f"{what}: no {runs} {format_ids(missing)} in this ensemble "
                             f"(ids are 1..{self.store.next_run_id() - 1})")
 
-    def add_runs(self, runs: Iterable[Any]) -> None:
-        """Add runs; a running manager picks them up within a second."""
+    def add_runs(self, runs: Iterable[Any], skip_existing: bool = False) -> int:
+        """Add runs; a running manager picks them up within a second.  ``skip_existing``: leave out
+        runs whose sample is already in the ensemble (or earlier in ``runs``).  Returns how many were added."""
+        runs = new_samples(runs, self.store) if skip_existing else runs
         first = self.store.next_run_id()
         rows = RunIntake(self.config, self.store.run_dir_set()).rows(runs, first)
         if rows:
             self._submit({"op": "add_runs", "runs": [{"sample": json.loads(s), "steps": json.loads(t)}
                                                      for s, t, _ in rows]})
+        return len(rows)
 
     def dequeue_runs(self, run_ids: Iterable[int]) -> None:
         """Mark queued runs killed; a running manager also kills those in flight.

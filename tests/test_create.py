@@ -485,12 +485,19 @@ def test_create_overwrite_rejects_unknown_or_duplicate_arguments(project):
     assert not Ensemble.exists()
 
 
-def test_create_resume_opens_existing_without_changing_it(project):
+def test_create_resume_with_the_same_samples_changes_nothing(project):
     create(runs=runs(2)).close()
     before = snapshot(project)
-    with Ensemble.create_resume(application="app.sh", runs=runs(5)) as ens:
+    with Ensemble.create_resume(application="app.sh", runs=runs(2)) as ens:
         assert ens.count_by_status() == 2
     assert snapshot(project) == before
+
+
+def test_create_resume_adds_only_the_new_samples(project):
+    create(runs=runs(2)).close()
+    with Ensemble.create_resume(application="app.sh", runs=runs(5)) as ens:
+        assert ens.count_by_status() == 5
+        assert [r["sample"] for r in ens.runs()] == [r.sample for r in runs(5)]
 
 
 def test_create_resume_creates_when_missing(project):

@@ -11,6 +11,8 @@ from ensemble.store import DB_NAME, SCHEMA_VERSION, Store
 def _make_version_1(setup_dir) -> None:
     conn = sqlite3.connect(setup_dir / DB_NAME)
     conn.execute("ALTER TABLE attempts DROP COLUMN job")
+    conn.execute("DROP INDEX runs_by_sample_hash")
+    conn.execute("ALTER TABLE runs DROP COLUMN sample_hash")
     conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     conn.commit()
     conn.close()
@@ -35,8 +37,8 @@ def test_a_reader_leaves_an_old_database_as_it_is_and_a_writer_migrates_it(edir)
     reader.close()
     assert "job" not in columns(ens.setup_dir), "a read-only open changes nothing"
     writer = Store.open(ens.setup_dir)
-    assert writer.schema_version == SCHEMA_VERSION == 2
-    assert writer.get_meta("schema_version") == 2
+    assert writer.schema_version == SCHEMA_VERSION == 3
+    assert writer.get_meta("schema_version") == 3
     assert [a["outcome"] for a in writer.attempts()] == ["success"]
     writer.close()
     assert columns(ens.setup_dir)[-1] == "job"

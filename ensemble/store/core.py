@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ensemble.samplehash import hash_of_json
 from ensemble.store.execution import ExecutionQueries
 from ensemble.store.runs import RunQueries
 from ensemble.store.schema import BUSY_TIMEOUT_MS, DB_NAME, MIGRATIONS, SCHEMA, SCHEMA_VERSION, journal_mode_for
@@ -83,6 +84,7 @@ class Store(RunQueries, ExecutionQueries):
     def _configure(self) -> None:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=OFF")
+        self.conn.create_function("ensemble_sample_hash", 1, hash_of_json, deterministic=True)
 
     def close(self) -> None:
         """Close the connection."""

@@ -5,6 +5,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ensemble.samplehash import hash_of_json
 from ensemble.status import COMPLETED, RunStatus
 
 
@@ -27,8 +28,9 @@ class RunQueries:
     def insert_runs(self, first_id: int, rows: Sequence[tuple[str, str, str]]) -> None:
         """Insert ``(sample_json, steps_json, run_dir)`` rows with ids from ``first_id``."""
         self.conn.executemany(
-            "INSERT INTO runs(id, sample, stepset, run_dir) VALUES (?, ?, ?, ?)",
-            ((first_id + i, sample, self._stepset_id(steps), run_dir) for i, (sample, steps, run_dir) in enumerate(rows)),
+            "INSERT INTO runs(id, sample, stepset, run_dir, sample_hash) VALUES (?, ?, ?, ?, ?)",
+            ((first_id + i, sample, self._stepset_id(steps), run_dir, hash_of_json(sample))
+             for i, (sample, steps, run_dir) in enumerate(rows)),
         )
 
     def next_run_id(self) -> int:
@@ -73,6 +75,10 @@ class RunQueries:
             chunk = ids[i:i + 900]
             rows += self.conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk).fetchall()
         return rows
+
+    def existing_sample_hashes(self, hashes: Iterable[str]) -> set[str]:
+        """Those of ``hashes`` that a run of the ensemble has."""
+        return {r[0] for r in self._rows_for_ids("SELECT sample_hash FROM runs WHERE sample_hash IN ({marks})", hashes)}
 
     def existing_run_ids(self, run_ids: Iterable[int]) -> set[int]:
         return {r[0] for r in self._rows_for_ids("SELECT id FROM runs WHERE id IN ({marks})", run_ids)}

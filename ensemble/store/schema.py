@@ -6,11 +6,15 @@ import os
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: What turns a database of an older schema version into the next one (run in one transaction).
 MIGRATIONS = {
     # 1 -> 2: the id the resource manager gave an attempt (a Flux job id), NULL for processes.
     1: ("ALTER TABLE attempts ADD COLUMN job TEXT",),
+    # 2 -> 3: the hash of each run's sample (ensemble.samplehash), computed for the runs there.
+    2: ("ALTER TABLE runs ADD COLUMN sample_hash TEXT",
+        "UPDATE runs SET sample_hash=ensemble_sample_hash(sample)",
+        "CREATE INDEX runs_by_sample_hash ON runs(sample_hash)"),
 }
 DB_NAME = "ensemble.db"
 BUSY_TIMEOUT_MS = 60_000
@@ -29,9 +33,11 @@ CREATE TABLE runs (
     restarts INTEGER NOT NULL DEFAULT 0,
     result TEXT,
     claimed_by TEXT,
-    message TEXT
+    message TEXT,
+    sample_hash TEXT
 );
 CREATE INDEX runs_by_status ON runs(status, claimed_by);
+CREATE INDEX runs_by_sample_hash ON runs(sample_hash);
 CREATE TABLE attempts (
     id INTEGER PRIMARY KEY,
     run_id INTEGER NOT NULL REFERENCES runs(id),
