@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sqlite3
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,14 +38,21 @@ SETUP_WRITERS = ("create", "add", "requeue", "dequeue", "execute", "submit")
 
 
 def runs_from_csv(args: argparse.Namespace) -> list[Run]:
+    """One Run per row of the samples file, with a progress bar on a terminal (see :mod:`ensemble.progress`)."""
+    from ensemble import progress
+
+    with progress.bar(f"reading {args.samples}", quiet=args.quiet):
+        samples = read_samples(args.samples)
     runs = []
-    for sample in read_samples(args.samples):
-        try:
-            run_args = args.args.format(**sample) if args.args else None
-        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
-            raise EnsembleError(f"--args: {args.args!r} cannot be formatted with sample {sample}: {exc!r}") from None
-        runs.append(Run(sample, run_args, tasks=args.tasks, cores_per_task=args.cores_per_task,
-                        gpus_per_task=args.gpus_per_task, timeout=args.timeout))
+    with progress.bar("building runs", len(samples), quiet=args.quiet) as advance:
+        for sample in samples:
+            try:
+                run_args = args.args.format(**sample) if args.args else None
+            except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+                raise EnsembleError(f"--args: {args.args!r} cannot be formatted with sample {sample}: {exc!r}") from None
+            runs.append(Run(sample, run_args, tasks=args.tasks, cores_per_task=args.cores_per_task,
+                            gpus_per_task=args.gpus_per_task, timeout=args.timeout))
+            advance(1)
     return runs
 
 
@@ -58,19 +66,27 @@ def _optional_int(text: str) -> int | None:
 
 
 def cmd_create(args: argparse.Namespace) -> None:
+    from ensemble import progress
+
     make = Ensemble.create_overwrite if args.overwrite else Ensemble.create
-    ensemble = make(
-        application=args.application, runs=runs_from_csv(args), run_parse=args.run_parse or None,
-        run_copy=args.run_copy or None, run_symlink=args.run_symlink or None, run_dir_names=args.run_dir_names,
-        app_interface=args.app_interface, setup_dir=args.setup_dir, max_restarts=args.max_restarts,
-        max_failed_runs=args.max_failed_runs, app_is_batch_script=args.batch_script, abort_on=args.abort_on,
-        template_engine=args.template_engine, strict_templates=args.strict_templates)
+    runs = runs_from_csv(args)
+    with progress.bar("checking runs", len(runs), quiet=args.quiet) as advance:
+        ensemble = make(
+            application=args.application, runs=runs, run_parse=args.run_parse or None,
+            run_copy=args.run_copy or None, run_symlink=args.run_symlink or None, run_dir_names=args.run_dir_names,
+            app_interface=args.app_interface, setup_dir=args.setup_dir, max_restarts=args.max_restarts,
+            max_failed_runs=args.max_failed_runs, app_is_batch_script=args.batch_script, abort_on=args.abort_on,
+            template_engine=args.template_engine, strict_templates=args.strict_templates, progress=advance)
     print(f"created ensemble of {ensemble.count_by_status()} runs in {ensemble.setup_dir}")
 
 
 def cmd_add(args: argparse.Namespace) -> None:
+    from ensemble import progress
+
     runs = runs_from_csv(args)
-    _open(args).add_runs(runs)
+    ensemble = _open(args)
+    with progress.bar("checking runs", len(runs), quiet=args.quiet) as advance:
+        ensemble.add_runs(runs, progress=advance)
     print(f"added {len(runs)} runs")
 
 
@@ -123,20 +139,36 @@ def cmd_progress(args: argparse.Namespace) -> None:
         print(f"{done}/{total} runs completed ({percent:.1f}%)")
 
 
+def _to_file(output: str | None) -> bool:
+    """Whether the summary goes to a file (``-o FILE``, or standard output redirected to one), not to
+    a terminal or a pipe, where a spinner on the terminal would mix with the summary."""
+    if output not in (None, "-"):
+        return True
+    try:
+        return stat.S_ISREG(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def cmd_write(args: argparse.Namespace) -> None:
+    """Write the summary, with a spinner on a terminal while it goes to a file."""
+    from ensemble import progress
+
     ensemble = _open(args)
     writer = {"csv": ensemble.write_csv, "json": ensemble.write_json, "yaml": ensemble.write_yaml}[args.format]
-    if args.output in (None, "-"):
-        writer(sys.stdout)
-        return
-    tmp = Path(args.output + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as stream:
-            writer(stream)
-        tmp.replace(args.output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    quiet = args.quiet or not _to_file(args.output)
+    with progress.bar(f"writing {ensemble.count_by_status()} runs as {args.format}", quiet=quiet):
+        if args.output in (None, "-"):
+            writer(sys.stdout)
+            return
+        tmp = Path(args.output + ".tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as stream:
+                writer(stream)
+            tmp.replace(args.output)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def cmd_dryrun(args: argparse.Namespace) -> None:
@@ -191,6 +223,12 @@ def cmd_clear(args: argparse.Namespace) -> None:
     print(f"removed {setup} (database, logs, inbox, batch scripts); run directories are kept")
 
 
+def _add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    """``-q``/``--quiet`` for a command that draws progress on a terminal."""
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar (there is none either when standard error is not a terminal)")
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("samples", help="CSV file: a header of sample labels, one row per run")
     parser.add_argument("--args", help="arguments for the application, formatted with the sample: '-x {x}'")
@@ -226,10 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--no-strict-templates", dest="strict_templates", action="store_false",
                         help="leave unknown tokens as they are instead of refusing them")
     create.add_argument("--overwrite", action="store_true", help="replace an existing ensemble")
+    _add_quiet_option(create)
     create.set_defaults(func=cmd_create)
 
     add = sub.add_parser("add", help="add runs from a CSV of samples")
     _add_run_options(add)
+    _add_quiet_option(add)
     add.set_defaults(func=cmd_add)
 
     status = sub.add_parser(
@@ -248,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     write = sub.add_parser("write", help="write a summary of every run")
     write.add_argument("format", choices=("csv", "json", "yaml"), help="the summary's format")
     write.add_argument("-o", "--output", help="file to write (default: standard output)")
+    _add_quiet_option(write)
     write.set_defaults(func=cmd_write)
 
     dryrun = sub.add_parser("dryrun", help="prepare run directories without running anything")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -61,7 +61,8 @@ class Ensemble:
                app_interface: str | None = None, setup_dir: str | os.PathLike = DEFAULT_SETUP_DIR,
                max_restarts: int | None = 0, max_failed_runs: int | None = None, app_is_batch_script: bool = True,
                use_flux: bool | str = False, abort_on: Sequence[int] | None = None, *,
-               template_engine: str = "tokens", strict_templates: bool = True) -> "Ensemble":
+               template_engine: str = "tokens", strict_templates: bool = True,
+               progress: Callable[[int], None] | None = None) -> "Ensemble":
         """Create a new ensemble and return a handle to it.
 
         Everything is validated before anything is written; the setup
@@ -86,6 +87,8 @@ class Ensemble:
             abort_on: exit codes that mark a run aborted, with no restart.
             template_engine: ``"tokens"`` (``%%name%%``) or ``"jinja"`` (opt-in Jinja2).
             strict_templates: unknown tokens are errors (False leaves them as they are).
+            progress: called with 1 as each run has been checked (the command line draws its
+                progress bar with it).
 
         Raises:
             EnsembleExists: if an ensemble exists in ``setup_dir`` (a ``ValueError``).
@@ -95,7 +98,8 @@ class Ensemble:
                                 run_symlink=run_symlink, run_dir_names=run_dir_names, app_interface=app_interface,
                                 max_restarts=max_restarts, max_failed_runs=max_failed_runs,
                                 app_is_batch_script=app_is_batch_script, use_flux=use_flux, abort_on=abort_on,
-                                template_engine=template_engine, strict_templates=strict_templates),
+                                template_engine=template_engine, strict_templates=strict_templates,
+                                progress=progress),
                            setup_dir, overwrite=False)
 
     @classmethod
@@ -189,10 +193,13 @@ class Ensemble:
             raise SpecError(f"{what}: no {runs} {format_ids(missing)} in this ensemble "
                             f"(ids are 1..{self.store.next_run_id() - 1})")
 
-    def add_runs(self, runs: Iterable[Any]) -> None:
-        """Add runs; a running manager picks them up within a second."""
+    def add_runs(self, runs: Iterable[Any], progress: Callable[[int], None] | None = None) -> None:
+        """Add runs; a running manager picks them up within a second.
+
+        ``progress``, if given, is called with 1 as each run has been checked.
+        """
         first = self.store.next_run_id()
-        rows = RunIntake(self.config, self.store.run_dir_set()).rows(runs, first)
+        rows = RunIntake(self.config, self.store.run_dir_set()).rows(runs, first, progress)
         if rows:
             self._submit({"op": "add_runs", "runs": [{"sample": json.loads(s), "steps": json.loads(t)}
                                                      for s, t, _ in rows]})
