@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/x-rst",
     packages=find_packages(include=["ensemble", "ensemble.*"]),
     python_requires=">=3.10",
-    install_requires=["pyyaml>=5.1", "pandas>=1.5"],
+    install_requires=["pyyaml>=5.1", "pandas>=1.5", "rich>=13"],
     extras_require={
         "mpi": ["mpi4py>=3.1"],
         "flux": ["flux-python"],

@@ -1,9 +1,10 @@
 """Checks of the Python API's arguments (run ids, paths) and how ids are shown in messages."""
 from __future__ import annotations
 
+import inspect
 import numbers
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ensemble.errors import SpecError, SpecTypeError
@@ -64,3 +65,14 @@ def count_arg(name: str, value: Any, minimum: int) -> int:
     if value < minimum:
         raise SpecError(f"{name}: must be >= {minimum}, got {value!r}")
     return value
+
+
+def split_create_args(create: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Bind arguments as ``create`` (:meth:`Ensemble.create`) takes them; return (options, setup_dir)."""
+    try:
+        bound = inspect.signature(create).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise SpecTypeError(f"create: {exc}") from None
+    bound.apply_defaults()
+    options = dict(bound.arguments)
+    return options, options.pop("setup_dir")

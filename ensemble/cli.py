@@ -10,20 +10,18 @@ import argparse
 import json
 import os
 import sqlite3
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ensemble import __version__, cliexec, cliinfo, clilog, cliplot, cliresult
-from ensemble.arguments import count_arg
-from ensemble.cliinput import parse_ids, read_samples
-from ensemble.config import DEFAULT_RESULT_FILE
-from ensemble.dryshow import LAUNCHERS
+from ensemble import __version__, clicreate, clidryrun, cliexec, cliinfo, clilog, cliplot, cliresult
+from ensemble.clicreate import add_quiet_option
+from ensemble.cliinput import parse_ids
 from ensemble.errors import EnsembleError
 from ensemble.logs import attempt_logs
 from ensemble.manager import DEFAULT_SETUP_DIR, Ensemble
-from ensemble.spec import Run
 from ensemble.status import RunStatus
 from ensemble.store import DB_NAME, is_disk_full
 
@@ -37,45 +35,6 @@ SETUP_DIR_ENV = "ENSEMBLE_SETUP_DIR"
 SETUP_DIR_HELP = f"setup directory (default ${SETUP_DIR_ENV}, else {DEFAULT_SETUP_DIR}); before or after the command"
 #: Commands that write into the setup directory (the database, logs, the inbox).
 SETUP_WRITERS = ("create", "add", "requeue", "dequeue", "execute", "submit")
-
-
-def runs_from_csv(args: argparse.Namespace) -> list[Run]:
-    runs = []
-    for sample in read_samples(args.samples):
-        try:
-            run_args = args.args.format(**sample) if args.args else None
-        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
-            raise EnsembleError(f"--args: {args.args!r} cannot be formatted with sample {sample}: {exc!r}") from None
-        runs.append(Run(sample, run_args, tasks=args.tasks, cores_per_task=args.cores_per_task,
-                        gpus_per_task=args.gpus_per_task, timeout=args.timeout))
-    return runs
-
-
-def _optional_int(text: str) -> int | None:
-    if text.lower() in ("none", "unlimited"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
-
-
-def cmd_create(args: argparse.Namespace) -> None:
-    make = Ensemble.create_overwrite if args.overwrite else Ensemble.create
-    ensemble = make(
-        application=args.application, runs=runs_from_csv(args), run_parse=args.run_parse or None,
-        run_copy=args.run_copy or None, run_symlink=args.run_symlink or None, run_dir_names=args.run_dir_names,
-        app_interface=args.app_interface, setup_dir=args.setup_dir, max_restarts=args.max_restarts,
-        max_failed_runs=args.max_failed_runs, app_is_batch_script=args.batch_script, abort_on=args.abort_on,
-        template_engine=args.template_engine, strict_templates=args.strict_templates,
-        result_file=None if args.result_file == "none" else args.result_file)
-    print(f"created ensemble of {ensemble.count_by_status()} runs in {ensemble.setup_dir}")
-
-
-def cmd_add(args: argparse.Namespace) -> None:
-    runs = runs_from_csv(args)
-    _open(args).add_runs(runs)
-    print(f"added {len(runs)} runs")
 
 
 def _open(args: argparse.Namespace) -> Ensemble:
@@ -127,47 +86,36 @@ def cmd_progress(args: argparse.Namespace) -> None:
         print(f"{done}/{total} runs completed ({percent:.1f}%)")
 
 
+def _to_file(output: str | None) -> bool:
+    """Whether the summary goes to a file (``-o FILE``, or standard output redirected to one), not to
+    a terminal or a pipe, where a spinner on the terminal would mix with the summary."""
+    if output not in (None, "-"):
+        return True
+    try:
+        return stat.S_ISREG(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def cmd_write(args: argparse.Namespace) -> None:
+    """Write the summary, with a spinner on a terminal while it goes to a file."""
+    from ensemble import progress
+
     ensemble = _open(args)
     writer = {"csv": ensemble.write_csv, "json": ensemble.write_json, "yaml": ensemble.write_yaml}[args.format]
-    if args.output in (None, "-"):
-        writer(sys.stdout)
-        return
-    tmp = Path(args.output + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as stream:
-            writer(stream)
-        tmp.replace(args.output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _show(ensemble: Ensemble, prepared: list, args: argparse.Namespace) -> int:
-    from ensemble.dryshow import Target, show
-    from ensemble.resources import detect_cores, detect_gpus
-
-    target = Target(args.launcher, count_arg("--nodes", args.nodes, 1),
-                    count_arg("--cores-per-node", args.cores_per_node or detect_cores(), 1),
-                    count_arg("--gpus-per-node", len(detect_gpus()[0]) if args.gpus_per_node is None
-                              else args.gpus_per_node, 0))
-    lines, misfits = show(ensemble.config, ensemble.runs([p.run_id for p in prepared]), prepared, target)
-    print("\n".join(lines))
-    if misfits:
-        return _error(f"{misfits} step(s) can never fit the target ({target.describe()})")
-    return 0
-
-
-def cmd_dryrun(args: argparse.Namespace) -> int | None:
-    ensemble = _open(args)
-    prepared = ensemble.dry_run(*parse_ids(args.ids), verbosity=args.verbose)
-    if args.show:
-        return _show(ensemble, prepared, args)
-    print(f"prepared {len(prepared)} run directories")
-    for run in [] if args.verbose else prepared[:10]:
-        print(f"  {run.describe()}")
-    if len(prepared) > 10:
-        print(f"  ... and {len(prepared) - 10} more (ensemble rundirs --all lists them)")
+    quiet = args.quiet or not _to_file(args.output)
+    with progress.bar(f"writing {ensemble.count_by_status()} runs as {args.format}", quiet=quiet):
+        if args.output in (None, "-"):
+            writer(sys.stdout)
+            return
+        tmp = Path(args.output + ".tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as stream:
+                writer(stream)
+            tmp.replace(args.output)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def cmd_requeue(args: argparse.Namespace) -> None:
@@ -212,49 +160,13 @@ def cmd_clear(args: argparse.Namespace) -> None:
     print(f"removed {setup} (database, logs, inbox, batch scripts); run directories are kept")
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("samples", help="CSV file: a header of sample labels, one row per run")
-    parser.add_argument("--args", help="arguments for the application, formatted with the sample: '-x {x}'")
-    parser.add_argument("--tasks", type=int, default=1, help="tasks (MPI ranks) per run (default 1)")
-    parser.add_argument("--cores-per-task", type=int, default=1, help="cores per task (default 1)")
-    parser.add_argument("--gpus-per-task", type=int, default=0, help="GPUs per task (default 0)")
-    parser.add_argument("--timeout", type=float, default=0, help="minutes per step (0: none)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ensemble", description="Create, run and inspect ensembles of runs.")
     parser.add_argument("--version", action="version", version=f"ensemble {__version__}",
                         help="print the version and exit")
     parser.add_argument("--setup-dir", default=os.environ.get(SETUP_DIR_ENV) or DEFAULT_SETUP_DIR, help=SETUP_DIR_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    create = sub.add_parser("create", help="create an ensemble from a CSV of samples")
-    _add_run_options(create)
-    create.add_argument("--application", required=True, help="program every run executes")
-    create.add_argument("--run-parse", action="append", help="file/glob parsed into each run dir (repeatable)")
-    create.add_argument("--run-copy", action="append", help="file/glob copied into each run dir (repeatable)")
-    create.add_argument("--run-symlink", action="append", help="file/glob symlinked into each run dir (repeatable)")
-    create.add_argument("--run-dir-names", help="format string for run directories, default runs/{run_id}")
-    create.add_argument("--app-interface", help="Python file with hooks")
-    create.add_argument("--max-restarts", type=_optional_int, default=0, help="restarts per run, or 'none'")
-    create.add_argument("--max-failed-runs", type=_optional_int, default=None,
-                        help="stop launching once more runs than this failed (default: never)")
-    create.add_argument("--no-batch-script", dest="batch_script", action="store_false",
-                        help="the application is a program, not a script to parse")
-    create.add_argument("--abort-on", type=int, action="append", help="exit code that aborts a run (repeatable)")
-    create.add_argument("--template-engine", choices=("tokens", "jinja"), default="tokens",
-                        help="%%%%name%%%% tokens (default) or Jinja2 templates")
-    create.add_argument("--no-strict-templates", dest="strict_templates", action="store_false",
-                        help="leave unknown tokens as they are instead of refusing them")
-    create.add_argument("--result-file", default=DEFAULT_RESULT_FILE,
-                        help="JSON file in each run directory read as its result when the run succeeds "
-                             f"(default {DEFAULT_RESULT_FILE}; 'none': read none)")
-    create.add_argument("--overwrite", action="store_true", help="replace an existing ensemble")
-    create.set_defaults(func=cmd_create)
-
-    add = sub.add_parser("add", help="add runs from a CSV of samples")
-    _add_run_options(add)
-    add.set_defaults(func=cmd_add)
+    clicreate.register(sub)
 
     status = sub.add_parser(
         "status", help="counts per status, or a table of the given runs",
@@ -272,20 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     write = sub.add_parser("write", help="write a summary of every run")
     write.add_argument("format", choices=("csv", "json", "yaml"), help="the summary's format")
     write.add_argument("-o", "--output", help="file to write (default: standard output)")
+    add_quiet_option(write)
     write.set_defaults(func=cmd_write)
 
-    dryrun = sub.add_parser("dryrun", help="prepare run directories without running anything")
-    dryrun.add_argument("ids", nargs="*", help="run ids or ranges (3-7); default: every run")
-    dryrun.add_argument("-v", "--verbose", action="count", default=0, help="print each run directory prepared")
-    dryrun.add_argument("--show", action="store_true",
-                        help="print each run's input-deck diffs and step command lines, and check every step "
-                             "fits the target allocation (exit 2 if one does not)")
-    dryrun.add_argument("--launcher", default="local", choices=sorted(LAUNCHERS),
-                        help="launcher the command lines are shown for (default local)")
-    dryrun.add_argument("--nodes", type=int, default=1, help="target allocation: nodes (default 1)")
-    dryrun.add_argument("--cores-per-node", type=int, help="target: cores per node (default: this machine's)")
-    dryrun.add_argument("--gpus-per-node", type=int, help="target: GPUs per node (default: this machine's)")
-    dryrun.set_defaults(func=cmd_dryrun)
+    clidryrun.register(sub)
 
     requeue = sub.add_parser("requeue", help="queue completed runs again")
     requeue.add_argument("ids", nargs="+", help="run ids or ranges (3-7)")

@@ -17,7 +17,7 @@ def _open(args: argparse.Namespace) -> Ensemble:
 
 def cmd_execute(args: argparse.Namespace) -> int:
     """Start a manager; with --block the exit status is the manager's (see ``docs/cli.rst``)."""
-    from ensemble import chain, execution
+    from ensemble import chain, execution, progress
 
     ensemble = _open(args)
     # --block runs the manager in this process (no second interpreter to start).
@@ -30,7 +30,9 @@ def cmd_execute(args: argparse.Namespace) -> int:
         _announce(args, ensemble)
     try:
         # Inside a job of an allocation chain (ensemble submit --repeats), a blocking manager is one link.
-        pid = chain.run_in_job(ensemble, start) if args.block else start()
+        # A detached manager gets no bar: this command returns as soon as it has started.
+        with progress.watch_runs(ensemble.setup_dir, quiet=args.quiet or not args.block):
+            pid = chain.run_in_job(ensemble, start) if args.block else start()
     except ManagerFailed as exc:
         print(f"ensemble: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -118,6 +120,9 @@ def register(sub: Any) -> None:
     execute.add_argument("--cores", type=int, help="cores to use (default: detected)")
     execute.add_argument("--gpus", type=int, help="GPUs to use (default: detected)")
     _add_manager_options(execute)
+    execute.add_argument("-q", "--quiet", action="store_true",
+                         help="no progress bar with --block (there is none either when standard error is not a "
+                              "terminal)")
     execute.set_defaults(func=cmd_execute)
 
     submit = sub.add_parser("submit", help="submit a Slurm batch job that executes the ensemble")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -62,15 +62,24 @@ class RunIntake:
             tokens[path] = template.tokens()
         return tokens
 
-    def rows(self, runs: Iterable[Any] | None, first_id: int) -> list[Row]:
-        """Validated ``(sample_json, steps_json, run_dir)`` rows for ids from ``first_id``."""
+    def rows(self, runs: Iterable[Any] | None, first_id: int,
+             progress: Callable[[int], None] | None = None) -> list[Row]:
+        """Validated ``(sample_json, steps_json, run_dir)`` rows for ids from ``first_id``;
+        ``progress(1)`` is called after each run is checked."""
         if runs is None:
             return []
         if isinstance(runs, (Run, CompositeRun)):
             runs = [runs]
         if isinstance(runs, (str, bytes)) or not isinstance(runs, Iterable):
             raise SpecTypeError(f"runs: expected an iterable of Run or CompositeRun, got {runs!r}")
-        return [self.row(run, first_id + i, i) for i, run in enumerate(runs)]
+        if progress is not None and not callable(progress):
+            raise SpecTypeError(f"progress: expected a callable or None, got {progress!r}")
+        rows = []
+        for i, run in enumerate(runs):
+            rows.append(self.row(run, first_id + i, i))
+            if progress is not None:
+                progress(1)
+        return rows
 
     def row(self, run: Any, run_id: int, index: int) -> Row:
         composite = self._composite(run, index)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from ensemble import setupdir
-from ensemble.arguments import format_ids, optional_path, run_id_arg, run_ids_arg
+from ensemble.arguments import format_ids, optional_path, run_id_arg, run_ids_arg, split_create_args
 from ensemble.config import DEFAULT_RESULT_FILE, EnsembleConfig
 from ensemble.control import submit
 from ensemble.dryrun import PreparedRun, dry_run
@@ -62,7 +62,8 @@ class Ensemble:
                max_restarts: int | None = 0, max_failed_runs: int | None = None, app_is_batch_script: bool = True,
                use_flux: bool | str = False, abort_on: Sequence[int] | None = None, *,
                template_engine: str = "tokens", strict_templates: bool = True,
-               result_file: str | None = DEFAULT_RESULT_FILE) -> "Ensemble":
+               result_file: str | None = DEFAULT_RESULT_FILE,
+               progress: Callable[[int], None] | None = None) -> "Ensemble":
         """Create a new ensemble and return a handle to it.
 
         Everything is validated before anything is written; the setup
@@ -89,6 +90,7 @@ class Ensemble:
             strict_templates: unknown tokens are errors (False leaves them as they are).
             result_file: JSON file in the run directory that becomes the run's result when its
                 last step succeeds (None: none is read; see :mod:`ensemble.resultfile`).
+            progress: called with 1 as each run has been checked (the CLI's progress bar).
 
         Raises:
             EnsembleExists: if an ensemble exists in ``setup_dir`` (a ``ValueError``).
@@ -99,19 +101,19 @@ class Ensemble:
                                 max_restarts=max_restarts, max_failed_runs=max_failed_runs,
                                 app_is_batch_script=app_is_batch_script, use_flux=use_flux, abort_on=abort_on,
                                 template_engine=template_engine, strict_templates=strict_templates,
-                                result_file=result_file),
+                                result_file=result_file, progress=progress),
                            setup_dir, overwrite=False)
 
     @classmethod
     def create_overwrite(cls, *args: Any, **kwargs: Any) -> "Ensemble":
         """Like :meth:`create`, replacing an existing ensemble (only once the new one is valid)."""
-        return cls._create(*_split_create_args(args, kwargs), overwrite=True)
+        return cls._create(*split_create_args(Ensemble.create, args, kwargs), overwrite=True)
 
     @classmethod
     def create_resume(cls, *args: Any, **kwargs: Any) -> "Ensemble":
         """Open the ensemble in ``setup_dir`` if there is one and add the ``runs`` whose samples it
         does not have yet (so re-running a driver script is idempotent); else create it like :meth:`create`."""
-        options, setup_dir = _split_create_args(args, kwargs)
+        options, setup_dir = split_create_args(Ensemble.create, args, kwargs)
         if cls.exists(setup_dir):
             ensemble = cls(setup_dir)
             ensemble.add_runs(options["runs"] or [], skip_existing=True)
@@ -196,12 +198,14 @@ class Ensemble:
             raise SpecError(f"{what}: no {runs} {format_ids(missing)} in this ensemble "
                             f"(ids are 1..{self.store.next_run_id() - 1})")
 
-    def add_runs(self, runs: Iterable[Any], skip_existing: bool = False) -> int:
+    def add_runs(self, runs: Iterable[Any], skip_existing: bool = False,
+                 progress: Callable[[int], None] | None = None) -> int:
         """Add runs; a running manager picks them up within a second.  ``skip_existing``: leave out
-        runs whose sample is already in the ensemble (or earlier in ``runs``).  Returns how many were added."""
+        runs whose sample is already in the ensemble (or earlier in ``runs``); ``progress(1)`` is
+        called as each run has been checked.  Returns how many were added."""
         runs = new_samples(runs, self.store) if skip_existing else runs
         first = self.store.next_run_id()
-        rows = RunIntake(self.config, self.store.run_dir_set()).rows(runs, first)
+        rows = RunIntake(self.config, self.store.run_dir_set()).rows(runs, first, progress)
         if rows:
             self._submit({"op": "add_runs", "runs": [{"sample": json.loads(s), "steps": json.loads(t)}
                                                      for s, t, _ in rows]})
@@ -384,16 +388,3 @@ class Ensemble:
         Path(run["run_dir"]).mkdir(parents=True, exist_ok=True)
         return call_hook(self._interface(), "post_run", setup_dir=str(self.setup_dir), run_id=run["id"],
                          run_dir=run["run_dir"], sample=run["sample"])
-
-
-def _split_create_args(args: tuple, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """Bind arguments as :meth:`Ensemble.create` takes them; return (options, setup_dir)."""
-    import inspect
-
-    try:
-        bound = inspect.signature(Ensemble.create).bind(*args, **kwargs)
-    except TypeError as exc:
-        raise SpecTypeError(f"create: {exc}") from None
-    bound.apply_defaults()
-    options = dict(bound.arguments)
-    return options, options.pop("setup_dir")

@@ -56,12 +56,12 @@ def build(options: dict[str, Any], setup: Path, overwrite: bool) -> Path:
                              "(use create_overwrite or create_resume; ensemble create --overwrite)")
     if setup.exists() and not exists(setup) and (not setup.is_dir() or any(setup.iterdir())):
         raise EnsembleError(f"setup_dir: {str(setup)!r} exists and is not an ensemble setup directory")
-    runs = options.pop("runs")
+    runs, progress = options.pop("runs"), options.pop("progress")
     check_option_text(options)
     config = build_config(Path.cwd(), **options)
     if config.app_interface:
         load_interface(config.app_interface)
-    rows = RunIntake(config).rows(runs, 1)
+    rows = RunIntake(config).rows(runs, 1, progress)
     if overwrite and exists(setup):
         refuse_while_running(setup, "overwrite")
     first_missing = next((p for p in reversed([setup.parent, *setup.parent.parents]) if not p.exists()), None)

@@ -181,10 +181,12 @@ def test_requeue_of_a_dying_dequeued_run_runs_it_again(edir):
                    "if os.path.exists('second'):\n    sys.exit(0)\n"
                    "pathlib.Path('second').touch()\n"
                    "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(5), sys.exit(1)))\n"
+                   "pathlib.Path('ready').touch()\n"
                    "while True:\n    time.sleep(0.05)\n")
     ens = create([run(1, py(slow_to_die))])
     pid = start_detached(ens, cores=1, kill_grace=10)  # dying takes 5 s: room for a loaded machine
-    wait_for(lambda: open_attempts(ens), "run 1 to be running")
+    ready = Path(ens.runs([1])[0]["run_dir"]) / "ready"
+    wait_for(ready.exists, "run 1 to be running with its SIGTERM handler")
     ens.dequeue_runs([1])
     wait_for(lambda: statuses(ens)[1] is RunStatus.KILLED, "run 1 to be killed")
     ens.requeue_runs([1])
