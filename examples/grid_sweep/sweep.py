@@ -7,12 +7,12 @@ best point.  Each run is a Python program that writes its result file.
 """
 from __future__ import annotations
 
-import itertools
 import sys
 import tempfile
 from pathlib import Path
 
 from ensemble import CompositeRun, Ensemble, Step
+from ensemble.params import grid
 
 SOLVER = r"""
 import json, math, sys
@@ -27,8 +27,8 @@ YS = [0.75 * k for k in range(5)]
 def main() -> None:
     work = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="ensemble-sweep-"))
     work.mkdir(parents=True, exist_ok=True)
-    runs = [CompositeRun({"x": x, "y": y}, [Step([sys.executable, "-c", SOLVER, str(x), str(y)], batch_script=False)])
-            for x, y in itertools.product(XS, YS)]
+    runs = [CompositeRun(s, [Step([sys.executable, "-c", SOLVER, str(s["x"]), str(s["y"])], batch_script=False)])
+            for s in grid(x=XS, y=YS)]
     ens = Ensemble.create_overwrite(runs=runs, setup_dir=work / "sweep.ens",
                                     run_dir_names=str(work / "runs" / "x{x}_y{y}"))
     ens.execute_local(blocking=True)
