@@ -41,8 +41,12 @@ def _open(args: argparse.Namespace) -> Ensemble:
     return Ensemble(args.setup_dir)
 
 
-def cmd_status(args: argparse.Namespace) -> None:
+def cmd_status(args: argparse.Namespace) -> int | None:
     ensemble = _open(args)
+    if args.watch:
+        from ensemble.watch import watch
+
+        return watch(ensemble, args.interval)
     if args.ids:
         rows = [{"run_id": r["id"], "status": r["status"].label, "running": r["claimed_by"] is not None,
                  "step": r["step"], "restarts": r["restarts"], "run_dir": r["run_dir"], "message": r["message"]}
@@ -175,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "keep the reference's counts: 'queued' includes 'running'.")
     status.add_argument("ids", nargs="*", help="run ids or ranges (3-7); without them, counts")
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    status.add_argument("--watch", action="store_true",
+                        help="a live view (progress, runs/s, ETA, running runs, last failures) until nothing is queued")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes of --watch (default 2)")
     status.set_defaults(func=cmd_status)
 
     progress = sub.add_parser("progress", help="completed / total runs")
