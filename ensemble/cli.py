@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ensemble import __version__, cliexec, cliinfo, clilog, cliplot, cliresult
+from ensemble import __version__, clidash, cliexec, cliinfo, clilog, cliplot, cliresult
 from ensemble.arguments import count_arg
 from ensemble.cliinput import parse_ids, read_samples
 from ensemble.config import DEFAULT_RESULT_FILE
@@ -309,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     cliresult.register(sub)
     cliinfo.register(sub)
     cliplot.register(sub)
+    clidash.register(sub)
     cliexec.register(sub)
 
     clear = sub.add_parser("clear", help="delete the setup directory (run directories are kept)")
