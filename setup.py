@@ -18,7 +18,7 @@ setup(
         "plots": ["matplotlib>=3.5"],
         "params": ["scipy>=1.7"],
         "dev": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "jinja2>=3.0", "sphinx>=7", "ruff", "matplotlib>=3.5",
-                "scipy>=1.7"],
+                "scipy>=1.7", "selenium>=4.11"],
     },
     entry_points={"console_scripts": ["ensemble=ensemble.cli:main"]},
     scripts=[],

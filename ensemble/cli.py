@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ensemble import __version__, clicreate, clidryrun, cliexec, cliinfo, clilog, cliplot, cliresult
+from ensemble import __version__, clicreate, clidash, clidryrun, cliexec, cliinfo, clilog, cliplot, cliresult
 from ensemble.clicreate import add_quiet_option
 from ensemble.cliinput import parse_ids
 from ensemble.errors import EnsembleError
@@ -218,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     cliresult.register(sub)
     cliinfo.register(sub)
     cliplot.register(sub)
+    clidash.register(sub)
     cliexec.register(sub)
 
     clear = sub.add_parser("clear", help="delete the setup directory (run directories are kept)")

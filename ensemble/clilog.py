@@ -9,6 +9,7 @@ from ensemble.errors import SpecError
 from ensemble.logs import attempt_logs, tail
 from ensemble.manager import Ensemble
 from ensemble.status import RunStatus
+from ensemble.store import Store
 
 
 def _pick(attempts: list[dict[str, Any]], run_id: int, step: int | None, attempt: int | None) -> dict[str, Any]:
@@ -54,19 +55,33 @@ def register(sub: Any) -> None:
     log.set_defaults(func=cmd_log)
 
 
+def last_failures(store: Store, limit: int = 5, lines: int = 3) -> tuple[int, list[dict[str, Any]]]:
+    """How many runs failed or were aborted, and the last ``limit`` of them: ``run_id``,
+    ``message`` (or the status), ``stderr`` (the last attempt's stderr file, or None) and ``tail``
+    (its last ``lines`` lines)."""
+    counts = store.counts_by_status()
+    count = counts[RunStatus.FAILURE] + counts[RunStatus.ABORTED]
+    if not count:
+        return 0, []
+    out = []
+    for row in store.runs(store.run_ids_with_status([RunStatus.FAILURE, RunStatus.ABORTED], last=limit)):
+        attempts = store.attempts(row["id"])
+        path = attempt_logs(row["run_dir"], attempts[-1]["step"], attempts[-1]["attempt"])["stderr"] if attempts else None
+        out.append({"run_id": row["id"], "message": row["message"] or row["status"].label, "stderr": path,
+                    "tail": tail(path, lines) if path else []})
+    return count, out
+
+
 def failure_report(ensemble: Ensemble, limit: int = 5, lines: int = 3) -> list[str]:
     """Lines on the last ``limit`` failed or aborted runs: why, and the tail of their last
     attempt's stderr (for the end of ``execute --block`` and for ``status``)."""
-    count = ensemble.count_by_status(RunStatus.FAILURE, RunStatus.ABORTED)
+    count, failures = last_failures(ensemble.store, limit, lines)
     if not count:
         return []
-    out = [f"{count} run(s) failed or were aborted; the last {min(limit, count)}:"]
-    last = ensemble.store.run_ids_with_status([RunStatus.FAILURE, RunStatus.ABORTED], last=limit)
-    for row in ensemble.runs(last):
-        out.append(f"  run {row['id']}: {row['message'] or row['status'].label}")
-        attempts = ensemble.attempts(row["id"])
-        path = attempt_logs(row["run_dir"], attempts[-1]["step"], attempts[-1]["attempt"])["stderr"] if attempts else None
-        if path:
-            out.extend(f"    | {line}" for line in tail(path, lines))
-            out.append(f"    (ensemble log {row['id']} for more: {path})")
+    out = [f"{count} run(s) failed or were aborted; the last {len(failures)}:"]
+    for failure in failures:
+        out.append(f"  run {failure['run_id']}: {failure['message']}")
+        if failure["stderr"]:
+            out.extend(f"    | {line}" for line in failure["tail"])
+            out.append(f"    (ensemble log {failure['run_id']} for more: {failure['stderr']})")
     return out

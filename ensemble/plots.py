@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ensemble.errors import EnsembleError, SpecError
 from ensemble.manager import Ensemble
@@ -21,6 +21,14 @@ from ensemble.manager import Ensemble
 OUTCOME_COLOURS = {"success": "tab:green", "failure": "tab:red", "timeout": "tab:orange", "aborted": "tab:purple",
                    "killed": "tab:gray", "interrupted": "tab:blue", "launch_error": "black"}
 SIZE, DPI = (9, 5), 100
+
+
+class Records(Protocol):
+    """What the chart data is read from: an :class:`~ensemble.Ensemble` or a (read-only) store."""
+
+    def attempts(self) -> list[dict[str, Any]]: ...
+
+    def events(self) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,7 @@ def _closed(attempts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [a for a in attempts if a["end"] is not None]
 
 
-def timeline_data(ensemble: Ensemble) -> list[Bar]:
+def timeline_data(ensemble: Records) -> list[Bar]:
     """A bar per attempt and core it held (attempts still running are left out)."""
     attempts = _closed(ensemble.attempts())
     if not attempts:
@@ -53,7 +61,7 @@ def timeline_data(ensemble: Ensemble) -> list[Bar]:
     return bars
 
 
-def utilization_data(ensemble: Ensemble) -> tuple[list[float], list[int], int]:
+def utilization_data(ensemble: Records) -> tuple[list[float], list[int], int]:
     """Times (s from the first start), cores busy from each time on, and the cores available
     (the most any manager had)."""
     attempts = _closed(ensemble.attempts())

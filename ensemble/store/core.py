@@ -142,10 +142,12 @@ class Store(RunQueries, ExecutionQueries):
             ((now, run_id, kind, None if detail is None else json.dumps(detail)) for run_id, kind, detail in events),
         )
 
-    def events(self, run_id: int | None = None) -> list[dict[str, Any]]:
+    def events(self, run_id: int | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        """Events, oldest first: all, or those of one run, or of one kind."""
+        where = [(clause, value) for clause, value in (("run_id=?", run_id), ("kind=?", kind)) if value]
         sql = "SELECT id, time, run_id, kind, detail FROM events"
-        rows = self.conn.execute(sql + (" WHERE run_id=? ORDER BY id" if run_id else " ORDER BY id"),
-                                 (run_id,) if run_id else ()).fetchall()
+        if where:
+            sql += " WHERE " + " AND ".join(clause for clause, _ in where)
+        rows = self.conn.execute(sql + " ORDER BY id", [value for _, value in where]).fetchall()
         return [dict(id=r[0], time=r[1], run_id=r[2], kind=r[3], detail=json.loads(r[4]) if r[4] else None)
                 for r in rows]
-

@@ -3,10 +3,75 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ensemble.samplehash import hash_of_json
 from ensemble.status import COMPLETED, RunStatus
+
+#: What a run's state in a page of runs can be filtered on: a status, or queued runs split into
+#: those a manager has taken (running) and the others (waiting).
+STATE_SQL = {"waiting": "(r.status=0 AND r.claimed_by IS NULL)", "running": "(r.status=0 AND r.claimed_by IS NOT NULL)",
+             **{s.label: f"r.status={int(s)}" for s in RunStatus if s is not RunStatus.QUEUED}}
+#: The columns a page of runs can be sorted and filtered on; ``sample`` and ``result`` take a key.
+FIELD_SQL = {"id": "r.id", "status": "r.status", "restarts": "r.restarts", "step": "r.step",
+             "runtime": "(SELECT MAX(a.end) - MIN(a.start) FROM attempts a WHERE a.run_id = r.id)",
+             "attempts": "(SELECT COUNT(*) FROM attempts a WHERE a.run_id = r.id)",
+             "sample": "json_extract(r.sample, ?)", "result": "json_extract(r.result, ?)"}
+OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "~")
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """Which runs a page shows: ``states`` (keys of :data:`STATE_SQL`; empty: all), an optional
+    ``(field, key, operator, value)`` filter (an operator of :data:`OPERATORS`; ``~``: the value's
+    text contains it), the sort ``(field, key)`` and the slice.  Fields are keys of
+    :data:`FIELD_SQL`; the key is None but for ``sample`` and ``result`` (``""``: a scalar result;
+    a key with a double quote cannot be a JSON path here)."""
+
+    states: tuple[str, ...] = ()
+    where: tuple[str, str | None, str, str | float] | None = None
+    order: tuple[str, str | None] = ("id", None)
+    descending: bool = False
+    limit: int = 100
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.states if s not in STATE_SQL]
+        fields = [self.order[0], *([self.where[0]] if self.where else [])]
+        unknown += [f for f in fields if f not in FIELD_SQL]
+        if self.where and self.where[2] not in OPERATORS:
+            unknown.append(self.where[2])
+        unknown += [key for key in (self.order[1], self.where[1] if self.where else None) if key and '"' in key]
+        if unknown or self.limit < 0 or self.offset < 0:
+            raise ValueError(f"RunPage: unknown state, field, operator or key {unknown}, or a negative slice")
+
+
+def _json_path(key: str | None) -> str:
+    return f'$."{key}"' if key else "$"
+
+
+def _field(field: str, key: str | None) -> tuple[str, list[Any]]:
+    """The SQL of a page's column and its parameters."""
+    return FIELD_SQL[field], [_json_path(key)] if field in ("sample", "result") else []
+
+
+def _page_where(page: RunPage) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if page.states:
+        clauses.append("(" + " OR ".join(STATE_SQL[state] for state in page.states) + ")")
+    if page.where:
+        field, key, operator, value = page.where
+        sql, key_params = _field(field, key)
+        params += key_params
+        if operator == "~":
+            escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            clauses.append(f"CAST({sql} AS TEXT) LIKE ? ESCAPE '\\'")
+            params.append(f"%{escaped}%")
+        else:
+            clauses.append(f"{sql} {operator} ?")
+            params.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 class RunQueries:
@@ -133,6 +198,54 @@ class RunQueries:
             item["placement"] = json.loads(item["placement"]) if item["placement"] else None
             out.append(item)
         return out
+
+    def runs_page(self, page: RunPage) -> tuple[int, list[dict[str, Any]]]:
+        """How many runs match ``page``'s filters, and its slice of them: id, sample, result,
+        status, claimed_by, restarts, step, message, runtime (last attempt end - first start) and
+        attempts, sorted (ties by id)."""
+        where, params = _page_where(page)
+        total = self.conn.execute(f"SELECT COUNT(*) FROM runs r{where}", params).fetchone()[0]
+        order, order_params = _field(*page.order)
+        direction = " DESC" if page.descending else ""
+        rows = self.conn.execute(
+            "SELECT r.id, r.sample, r.result, r.status, r.claimed_by, r.restarts, r.step, r.message, "
+            f"{FIELD_SQL['runtime']}, {FIELD_SQL['attempts']} FROM runs r{where} "
+            f"ORDER BY {order}{direction}, r.id{direction} LIMIT ? OFFSET ?",
+            [*params, *order_params, page.limit, page.offset]).fetchall()
+        keys = ("id", "sample", "result", "status", "claimed_by", "restarts", "step", "message", "runtime", "attempts")
+        out = []
+        for row in rows:
+            item = dict(zip(keys, row))
+            item.update(sample=json.loads(item["sample"]), status=RunStatus(item["status"]),
+                        result=None if item["result"] is None else json.loads(item["result"]))
+            out.append(item)
+        return total, out
+
+    def first_samples_and_results(self, limit: int) -> tuple[list[Any], list[Any]]:
+        """The samples of the first ``limit`` runs and the first ``limit`` results (to name columns)."""
+        samples = [json.loads(r[0]) for r in self.conn.execute("SELECT sample FROM runs ORDER BY id LIMIT ?", (limit,))]
+        results = [json.loads(r[0]) for r in self.conn.execute(
+            "SELECT result FROM runs WHERE result IS NOT NULL ORDER BY id LIMIT ?", (limit,))]
+        return samples, results
+
+    def open_attempts(self, limit: int) -> list[dict[str, Any]]:
+        """The oldest ``limit`` attempts still open of runs a manager holds: run_id, step, attempt, host, start."""
+        keys = ("run_id", "step", "attempt", "host", "start")
+        return [dict(zip(keys, r)) for r in self.conn.execute(
+            "SELECT a.run_id, a.step, a.attempt, a.host, a.start FROM attempts a JOIN runs r ON r.id = a.run_id "
+            "WHERE a.end IS NULL AND r.status=0 AND r.claimed_by IS NOT NULL ORDER BY a.start LIMIT ?", (limit,))]
+
+    def completion_times(self, last: int) -> list[float]:
+        """When the last ``last`` completed runs ended (their last attempt's end), ascending."""
+        return sorted(r[0] for r in self.conn.execute(
+            "SELECT MAX(a.end) AS done FROM attempts a JOIN runs r ON r.id = a.run_id WHERE r.status != 0 "
+            "GROUP BY a.run_id HAVING done IS NOT NULL ORDER BY done DESC LIMIT ?", (last,)))
+
+    def attempt_spans(self) -> list[dict[str, Any]]:
+        """The finished attempts with only what charts need: run_id, host, start, end, outcome, placement."""
+        keys = ("run_id", "host", "start", "end", "outcome", "placement")
+        return [dict(zip(keys, (*r[:5], json.loads(r[5]) if r[5] else None))) for r in self.conn.execute(
+            "SELECT run_id, host, start, end, outcome, placement FROM attempts WHERE end IS NOT NULL ORDER BY id")]
 
     def timing(self) -> dict[int, tuple[float, float | None, int]]:
         """Per run: first attempt start, last attempt end, number of attempts."""
