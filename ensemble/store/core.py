@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ensemble.errors import EnsembleError
 from ensemble.samplehash import hash_of_json
 from ensemble.store.execution import ExecutionQueries
 from ensemble.store.runs import RunQueries
@@ -62,12 +63,19 @@ class Store(RunQueries, ExecutionQueries):
         if not path.is_file():
             raise FileNotFoundError(path)
         store = cls(cls._connect(path, readonly), path, readonly)
-        store._configure()
-        version = store.get_meta("schema_version")
+        try:
+            store._configure()
+            version = store.get_meta("schema_version")
+        except sqlite3.DatabaseError as exc:
+            store.close()
+            raise EnsembleError(f"setup_dir: {str(path)!r} is not an ensemble database ({exc}): corrupted, or "
+                                "made by another program") from None
         if version != SCHEMA_VERSION and not readonly and version in MIGRATIONS:
             version = store._migrate(version)
         if version != SCHEMA_VERSION and not (readonly and version in MIGRATIONS):
-            raise RuntimeError(f"{path}: schema version {version}, this ensemble reads {SCHEMA_VERSION}")
+            store.close()
+            raise EnsembleError(f"setup_dir: {str(path)!r} has schema version {version}; this version of ensemble "
+                                f"reads {SCHEMA_VERSION} and older (a newer ensemble made it?)")
         store.schema_version = version
         return store
 
