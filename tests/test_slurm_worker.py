@@ -65,14 +65,15 @@ def test_a_killed_worker_loses_no_run_and_leaves_no_process(edir, slurm):
                     str(script)).stdout.strip().split(";")[0]
     try:
         running = wait_for(lambda: len(started := _started(ens)) == 3 * CPUS and started, "every slot busy", 90)
-        on_node2 = [a["run_id"] for a in ens.attempts() if a["placement"][0]["node"] == "node2"]
-        worker = running[on_node2[0]]
-        assert b"SLURMD_NODENAME=node2\0" in Path(f"/proc/{worker}/environ").read_bytes()
-        tags = [f"ENSEMBLE_LAUNCH={manager(ens)}/{r}.1\0".encode() for r in on_node2]
+        victim = sorted({a["placement"][0]["node"] for a in ens.attempts()})[1]  # whichever nodes Slurm gave
+        on_victim = [a["run_id"] for a in ens.attempts() if a["placement"][0]["node"] == victim]
+        worker = running[on_victim[0]]
+        assert f"SLURMD_NODENAME={victim}\0".encode() in Path(f"/proc/{worker}/environ").read_bytes()
+        tags = [f"ENSEMBLE_LAUNCH={manager(ens)}/{r}.1\0".encode() for r in on_victim]
         assert len(processes_with(*tags)) >= CPUS
         os.kill(worker, signal.SIGKILL)
         wait_for(lambda: sum(a["outcome"] == "interrupted" for a in ens.attempts()) == CPUS,
-                 "node2's attempts recorded interrupted", 60)
+                 f"{victim}'s attempts recorded interrupted", 60)
         wait_for(lambda: not processes_with(*tags), "the dead worker's attempts killed (the gate is still shut)")
     finally:
         gate.touch()
@@ -81,9 +82,9 @@ def test_a_killed_worker_loses_no_run_and_leaves_no_process(edir, slurm):
     assert set(statuses(ens).values()) == {RunStatus.SUCCESS}
     for run_id, attempts in attempts_by_run(ens).items():
         outcomes = [a["outcome"] for a in attempts]
-        if run_id in on_node2:
+        if run_id in on_victim:
             assert outcomes == ["interrupted", "success"]
-            assert attempts[1]["placement"][0]["node"] != "node2"
+            assert attempts[1]["placement"][0]["node"] != victim
         else:
             assert outcomes == ["success"]
     assert all(r["restarts"] == 0 for r in ens.runs())

@@ -68,6 +68,8 @@ class Store(RunQueries, ExecutionQueries):
             version = store.get_meta("schema_version")
         except sqlite3.DatabaseError as exc:
             store.close()
+            if not _foreign(exc):
+                raise
             raise EnsembleError(f"setup_dir: {str(path)!r} is not an ensemble database ({exc}): corrupted, or "
                                 "made by another program") from None
         if version != SCHEMA_VERSION and not readonly and version in MIGRATIONS:
@@ -159,3 +161,9 @@ class Store(RunQueries, ExecutionQueries):
         rows = self.conn.execute(sql + " ORDER BY id", [value for _, value in where]).fetchall()
         return [dict(id=r[0], time=r[1], run_id=r[2], kind=r[3], detail=json.loads(r[4]) if r[4] else None)
                 for r in rows]
+
+
+def _foreign(exc: sqlite3.DatabaseError) -> bool:
+    """Whether opening failed because the file is not an ensemble database (rather than, say, a
+    full disk or an I/O error, which are reported as such)."""
+    return str(exc) == "file is not a database" or str(exc) == "no such table: meta"
