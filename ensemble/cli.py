@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ensemble import __version__, cliexec, clilog, cliresult
+from ensemble import __version__, cliexec, clilog, cliresult, cliwrite
 from ensemble.cliinput import parse_ids, read_samples
 from ensemble.config import DEFAULT_RESULT_FILE
 from ensemble.errors import EnsembleError
@@ -123,22 +123,6 @@ def cmd_progress(args: argparse.Namespace) -> None:
     else:
         percent = 100.0 * done / total if total else 100.0
         print(f"{done}/{total} runs completed ({percent:.1f}%)")
-
-
-def cmd_write(args: argparse.Namespace) -> None:
-    ensemble = _open(args)
-    writer = {"csv": ensemble.write_csv, "json": ensemble.write_json, "yaml": ensemble.write_yaml}[args.format]
-    if args.output in (None, "-"):
-        writer(sys.stdout)
-        return
-    tmp = Path(args.output + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as stream:
-            writer(stream)
-        tmp.replace(args.output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def cmd_dryrun(args: argparse.Namespace) -> None:
@@ -250,10 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     progress.add_argument("--json", action="store_true", help="print JSON instead of text")
     progress.set_defaults(func=cmd_progress)
 
-    write = sub.add_parser("write", help="write a summary of every run")
-    write.add_argument("format", choices=("csv", "json", "yaml"), help="the summary's format")
-    write.add_argument("-o", "--output", help="file to write (default: standard output)")
-    write.set_defaults(func=cmd_write)
+    cliwrite.register(sub)
 
     dryrun = sub.add_parser("dryrun", help="prepare run directories without running anything")
     dryrun.add_argument("ids", nargs="*", help="run ids or ranges (3-7); default: every run")
