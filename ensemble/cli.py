@@ -10,14 +10,12 @@ import argparse
 import json
 import os
 import sqlite3
-import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ensemble import __version__, clicreate, clidash, clidryrun, cliexec, cliinfo, clilog, cliplot, cliresult
-from ensemble.clicreate import add_quiet_option
+from ensemble import __version__, clicreate, clidash, clidryrun, cliexec, cliinfo, clilog, cliplot, cliresult, cliwrite
 from ensemble.cliinput import parse_ids
 from ensemble.errors import EnsembleError
 from ensemble.logs import attempt_logs
@@ -90,36 +88,6 @@ def cmd_progress(args: argparse.Namespace) -> None:
         print(f"{done}/{total} runs completed ({percent:.1f}%)")
 
 
-def _to_file(output: str | None) -> bool:
-    """Whether the summary goes to a file (``-o FILE``, or standard output redirected to one), not to
-    a terminal or a pipe, where a spinner on the terminal would mix with the summary."""
-    if output not in (None, "-"):
-        return True
-    try:
-        return stat.S_ISREG(os.fstat(sys.stdout.fileno()).st_mode)
-    except (OSError, ValueError):
-        return False
-
-
-def cmd_write(args: argparse.Namespace) -> None:
-    """Write the summary, with a spinner on a terminal while it goes to a file."""
-    from ensemble import progress
-
-    ensemble = _open(args)
-    writer = {"csv": ensemble.write_csv, "json": ensemble.write_json, "yaml": ensemble.write_yaml}[args.format]
-    quiet = args.quiet or not _to_file(args.output)
-    with progress.bar(f"writing {ensemble.count_by_status()} runs as {args.format}", quiet=quiet):
-        if args.output in (None, "-"):
-            writer(sys.stdout)
-            return
-        tmp = Path(args.output + ".tmp")
-        try:
-            with open(tmp, "w", encoding="utf-8", newline="") as stream:
-                writer(stream)
-            tmp.replace(args.output)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
 
 
 def cmd_requeue(args: argparse.Namespace) -> None:
@@ -188,11 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     progress.add_argument("--json", action="store_true", help="print JSON instead of text")
     progress.set_defaults(func=cmd_progress)
 
-    write = sub.add_parser("write", help="write a summary of every run")
-    write.add_argument("format", choices=("csv", "json", "yaml"), help="the summary's format")
-    write.add_argument("-o", "--output", help="file to write (default: standard output)")
-    add_quiet_option(write)
-    write.set_defaults(func=cmd_write)
+    cliwrite.register(sub)
 
     clidryrun.register(sub)
 

@@ -13,12 +13,13 @@ between committing and deleting the file.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from ensemble import allocations
 from ensemble.config import EnsembleConfig
 from ensemble.errors import EnsembleError
-from ensemble.intake import RunIntake
+from ensemble.intake import Row, RunIntake, insert_runs
 from ensemble.lease import live_leases
 from ensemble.spec import CompositeRun, Step, to_json
 from ensemble.store import Store
@@ -51,15 +52,27 @@ def inbox_dir(setup_dir: Path) -> Path:
 
 def post(setup_dir: Path, command: dict[str, Any]) -> Path:
     """Write one command atomically into the inbox."""
+    return post_text(setup_dir, [to_json(command, "command")])
+
+
+def post_text(setup_dir: Path, parts: Iterable[str]) -> Path:
+    """Write one command, the concatenation of ``parts`` (JSON text), atomically into the inbox.
+
+    ``parts`` may be a generator that raises: the half-written file is removed and nothing is posted.
+    """
     inbox = inbox_dir(setup_dir)
     name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.json"
     tmp = inbox / f".{name}.tmp"
-    with open(tmp, "w", encoding="utf-8") as out:
-        out.write(to_json(command, "command"))
-        out.flush()
-        os.fsync(out.fileno())
-    final = inbox / name
-    os.rename(tmp, final)
+    try:
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.writelines(parts)
+            out.flush()
+            os.fsync(out.fileno())
+        final = inbox / name
+        os.rename(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return final
 
 
@@ -96,17 +109,68 @@ def composite_from_dict(data: dict[str, Any]) -> CompositeRun:
     return CompositeRun(data["sample"], [Step.from_dict(s) for s in data["steps"]])
 
 
+def insert_added(store: Store, intake: RunIntake, runs: Iterable[Any]) -> int:
+    """Validate and insert runs after the last one (inside the caller's transaction); return how many."""
+    first = store.next_run_id()
+    added = insert_runs(store, intake, runs, first)
+    if added:
+        store.add_events([(None, "runs_added", {"first": first, "last": first + added - 1})])
+    return added
+
+
+def add_runs(setup_dir: Path, store: Store, config: EnsembleConfig, runs: Iterable[Any] | None,
+             progress: Callable[[int], None] | None = None) -> None:
+    """Add runs, validated and inserted batch by batch in one transaction (an error adds none).
+
+    While a manager runs, they are validated the same way (run directories against the
+    database's) and posted to it as one command, written batch by batch.
+    """
+    intake = RunIntake(config, progress)
+    runs = intake.iterable(runs)
+    if live_leases(store):
+        post_runs(setup_dir, intake, runs, store.next_run_id(), store)
+        if not live_leases(store):
+            ingest(store, config, setup_dir)
+        return
+    with store.transaction():
+        if insert_added(store, intake, runs):
+            store.bump_generation()
+
+
+def post_runs(setup_dir: Path, intake: RunIntake, runs: Iterable[Any], first_id: int,
+              store: Store | None = None) -> None:
+    """Validate runs and post them as one ``add_runs`` command (nothing is posted for no runs).
+
+    Run directories must differ from one another and, given a ``store``, from its runs'.
+    """
+    batches = iter(intake.batches(runs, first_id))
+    head = next(batches, None)
+    if head is not None:
+        post_text(setup_dir, _add_command(itertools.chain([head], batches), first_id, intake, store))
+
+
+def _add_command(batches: Iterable[list[Row]], first_id: int, intake: RunIntake,
+                 store: Store | None) -> Iterator[str]:
+    """The text of an ``add_runs`` command, one batch of runs at a time."""
+    seen: set[str] = set()
+    run_id = first_id
+    yield '{"op":"add_runs","runs":['
+    for n, batch in enumerate(batches):
+        taken = store.existing_run_dirs(d for _, _, d in batch) if store is not None else set()
+        for _, _, run_dir in batch:
+            if run_dir in taken or run_dir in seen:
+                raise intake.duplicate_dir(run_id, run_dir)
+            seen.add(run_dir)
+            run_id += 1
+        yield ("," if n else "") + ",".join(f'{{"sample":{s},"steps":{t}}}' for s, t, _ in batch)
+    yield "]}"
+
+
 def apply_command(store: Store, config: EnsembleConfig, command: dict[str, Any], applied: Applied) -> None:
     """Apply one command inside the caller's transaction; raise EnsembleError if invalid."""
     op = command.get("op")
     if op == "add_runs":
-        runs = [composite_from_dict(r) for r in command["runs"]]
-        first = store.next_run_id()
-        rows = RunIntake(config, store.run_dir_set()).rows(runs, first)
-        store.insert_runs(first, rows)
-        if rows:
-            store.add_events([(None, "runs_added", {"first": first, "last": first + len(rows) - 1})])
-        applied.added += len(rows)
+        applied.added += insert_added(store, RunIntake(config), (composite_from_dict(r) for r in command["runs"]))
     elif op == "set_result":
         run_id = int(command["run_id"])
         if not store.existing_run_ids([run_id]):

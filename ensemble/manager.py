@@ -10,11 +10,11 @@ from typing import IO, Any
 from ensemble import setupdir
 from ensemble.arguments import format_ids, optional_path, run_id_arg, run_ids_arg, split_create_args
 from ensemble.config import DEFAULT_RESULT_FILE, EnsembleConfig
-from ensemble.control import submit
+from ensemble.control import add_runs, submit
 from ensemble.dryrun import PreparedRun, dry_run
 from ensemble.errors import EnsembleError, SpecError, SpecTypeError
 from ensemble.hooks import call_hook, load_interface
-from ensemble.intake import RunIntake, new_samples
+from ensemble.intake import new_samples
 from ensemble.setupdir import DEFAULT_SETUP_DIR, setup_path
 from ensemble.spec import _check_args, to_json
 from ensemble.status import COMPLETED, RUN_ABORTED, RUN_FAILURE, RUN_KILLED, RUN_QUEUED, RUN_SUCCESS, RunStatus
@@ -66,9 +66,9 @@ class Ensemble:
                progress: Callable[[int], None] | None = None) -> "Ensemble":
         """Create a new ensemble and return a handle to it.
 
-        Everything is validated before anything is written; the setup
-        directory appears atomically (it is built under a temporary name and
-        renamed), so a failure or Ctrl-C leaves no setup directory behind.
+        Everything is validated before the setup directory appears: it is built
+        under a temporary name (the runs validated and inserted a batch at a time)
+        and renamed, so bad input, a failure or Ctrl-C leaves no setup directory.
 
         Args:
             application: program run by :class:`~ensemble.Run` objects.
@@ -144,9 +144,7 @@ class Ensemble:
 
     def count_by_status(self, *statuses: RunStatus | int | str) -> int:
         """Number of runs with any of the given statuses (all runs if none given)."""
-        counts = self.store.counts_by_status()
-        wanted = [RunStatus.parse(s) for s in statuses] or list(RunStatus)
-        return sum(counts[s] for s in set(wanted))
+        return self.store.count_with_status(sorted({RunStatus.parse(s) for s in statuses}))
 
     def status_counts(self) -> dict[str, int]:
         """Counts for every status plus ``running`` (queued runs a manager has taken) and ``total``."""
@@ -200,16 +198,20 @@ class Ensemble:
 
     def add_runs(self, runs: Iterable[Any], skip_existing: bool = False,
                  progress: Callable[[int], None] | None = None) -> int:
-        """Add runs; a running manager picks them up within a second.  ``skip_existing``: leave out
-        runs whose sample is already in the ensemble (or earlier in ``runs``); ``progress(1)`` is
-        called as each run has been checked.  Returns how many were added."""
+        """Add runs (validated and inserted in batches, in one transaction: an error adds none); a
+        running manager picks them up within a second.  ``skip_existing``: leave out runs whose
+        sample is already in the ensemble (or earlier in ``runs``); ``progress(1)`` is called as
+        each run has been checked.  Returns how many were added."""
         runs = new_samples(runs, self.store) if skip_existing else runs
-        first = self.store.next_run_id()
-        rows = RunIntake(self.config, self.store.run_dir_set()).rows(runs, first, progress)
-        if rows:
-            self._submit({"op": "add_runs", "runs": [{"sample": json.loads(s), "steps": json.loads(t)}
-                                                     for s, t, _ in rows]})
-        return len(rows)
+        added = [0]
+
+        def checked(count: int) -> None:
+            added[0] += count
+            if progress is not None:
+                progress(count)
+
+        add_runs(self.setup_dir, self.store, self.config, runs, checked)
+        return added[0]
 
     def dequeue_runs(self, run_ids: Iterable[int]) -> None:
         """Mark queued runs killed; a running manager also kills those in flight.
@@ -329,33 +331,38 @@ class Ensemble:
                                                 kill_grace, log_layout))
 
     # -- summaries -----------------------------------------------------------------
-    def as_dataframe(self, include_none: bool = True):
-        """A pandas DataFrame indexed by run id: sample labels, result keys, status, restarts, timing.
+    def as_dataframe(self, include_none: bool = True, *, statuses: Iterable[RunStatus | int | str] | None = None,
+                     columns: Iterable[str] | None = None):
+        """A pandas DataFrame indexed by run id, one row per run (its columns: :ref:`summaries`).
 
         Args:
             include_none: keep runs that have no result.
+            statuses: only runs with one of these statuses.
+            columns: only these columns, in this order (unknown names are an error listing the known ones).
         """
-        from ensemble import summaries
+        return _summaries().dataframe(self.store, include_none, statuses, columns)
 
-        return summaries.dataframe(self.store, include_none)
+    def attempts_dataframe(self):
+        """A pandas DataFrame with one row per recorded attempt, in the order they started."""
+        return _summaries().attempts_dataframe(self.store)
 
-    def write_csv(self, stream: IO[str]) -> None:
-        """Write one CSV row per run (the columns of :meth:`as_dataframe`)."""
-        from ensemble import summaries
+    def write_csv(self, stream: IO[str], *, statuses: Iterable[Any] | None = None,
+                  columns: Iterable[str] | None = None) -> None:
+        """Write one CSV row per run (the columns of :meth:`as_dataframe`; the same filters)."""
+        _summaries().write_csv(self.store, stream, statuses, columns)
 
-        summaries.write_csv(self.store, stream)
+    def write_json(self, stream: IO[str], *, statuses: Iterable[Any] | None = None) -> None:
+        """Write a JSON list with one object per run (one line each)."""
+        _summaries().write_json(self.store, stream, statuses)
 
-    def write_json(self, stream: IO[str]) -> None:
-        """Write a JSON list with one object per run."""
-        from ensemble import summaries
-
-        summaries.write_json(self.store, stream)
-
-    def write_yaml(self, stream: IO[str]) -> None:
+    def write_yaml(self, stream: IO[str], *, statuses: Iterable[Any] | None = None) -> None:
         """Write a YAML list with one mapping per run."""
-        from ensemble import summaries
+        _summaries().write_yaml(self.store, stream, statuses)
 
-        summaries.write_yaml(self.store, stream)
+    def write_parquet(self, path: str | os.PathLike, *, statuses: Iterable[Any] | None = None,
+                      columns: Iterable[str] | None = None) -> None:
+        """Write :meth:`as_dataframe` to a Parquet file (needs pyarrow: ``pip install 'ensemble[parquet]'``)."""
+        _summaries().write_parquet(self.store, path, statuses, columns)
 
     # -- preparation and hooks -----------------------------------------------------
     def _interface(self):
@@ -388,3 +395,10 @@ class Ensemble:
         Path(run["run_dir"]).mkdir(parents=True, exist_ok=True)
         return call_hook(self._interface(), "post_run", setup_dir=str(self.setup_dir), run_id=run["id"],
                          run_dir=run["run_dir"], sample=run["sample"])
+
+
+def _summaries():
+    """:mod:`ensemble.summaries`, imported when first used (starting the CLI does not need it)."""
+    from ensemble import summaries
+
+    return summaries

@@ -81,9 +81,17 @@ def set_result(result: Any) -> None:
 
 def add_runs(runs: Iterable[Any]) -> None:
     """Add runs (``Run`` / ``CompositeRun``) to the ensemble; the manager executes them."""
-    rows = RunIntake(_config()).rows(runs, 1)
-    if rows:
-        _submit({"op": "add_runs", "runs": [{"sample": json.loads(s), "steps": json.loads(t)} for s, t, _ in rows]})
+    if os.environ.get(ENV_MANAGER):
+        intake = RunIntake(_config())
+        control.post_runs(setup_dir(), intake, intake.iterable(runs), 1)
+        return
+    from ensemble.store import Store
+
+    store = Store.open(setup_dir())
+    try:
+        control.add_runs(setup_dir(), store, _config(), runs)
+    finally:
+        store.close()
 
 
 def stop_ensemble(reason: str | None = None) -> None:

@@ -7,6 +7,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from ensemble import provenance
 from ensemble.config import EnsembleConfig, build_config
 from ensemble.errors import EnsembleError, EnsembleExists, SpecTypeError
 from ensemble.hooks import load_interface
-from ensemble.intake import RunIntake
+from ensemble.intake import RunIntake, insert_runs
 from ensemble.lease import live_leases
 from ensemble.runtime import CONFIG_FILE
 from ensemble.spec import check_text
@@ -50,7 +51,10 @@ def exists(setup: Path) -> bool:
 
 
 def build(options: dict[str, Any], setup: Path, overwrite: bool) -> Path:
-    """Validate ``create`` options and runs, then write the setup directory atomically; return it."""
+    """Validate ``create`` options, then write the setup directory atomically; return it.
+
+    The runs are validated and inserted a batch at a time into a temporary directory, which
+    any error removes; the finished directory is renamed into place."""
     if exists(setup) and not overwrite:
         raise EnsembleExists(f"setup_dir: an ensemble already exists in {str(setup)!r} "
                              "(use create_overwrite or create_resume; ensemble create --overwrite)")
@@ -61,14 +65,15 @@ def build(options: dict[str, Any], setup: Path, overwrite: bool) -> Path:
     config = build_config(Path.cwd(), **options)
     if config.app_interface:
         load_interface(config.app_interface)
-    rows = RunIntake(config).rows(runs, 1, progress)
+    intake = RunIntake(config, progress)
+    runs = intake.iterable(runs)
     if overwrite and exists(setup):
         refuse_while_running(setup, "overwrite")
     first_missing = next((p for p in reversed([setup.parent, *setup.parent.parents]) if not p.exists()), None)
     tmp = setup.parent / f".{setup.name}.creating-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir(parents=True)
-        write_setup(tmp, config, rows)
+        write_setup(tmp, config, intake, runs)
         install(tmp, setup)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -97,14 +102,15 @@ def refuse_while_running(setup: Path, action: str) -> None:
                             f"on {live[0]['host']} executes it")
 
 
-def write_setup(directory: Path, config: EnsembleConfig, rows: list[tuple[str, str, str]]) -> None:
-    """Fill a new setup directory: database with the runs, config copy, logs/ and inbox/."""
+def write_setup(directory: Path, config: EnsembleConfig, intake: RunIntake, runs: Iterable[Any]) -> None:
+    """Fill a new setup directory: database with the runs (validated and inserted batch by batch),
+    config copy, logs/ and inbox/."""
     store = Store.create(directory, {"config": config.to_dict(), "created": time.time(),
                                      "provenance": provenance.collect(Path(config.root_dir))})
     try:
         with store.transaction():
-            store.insert_runs(1, rows)
-            store.add_events([(None, "created", {"runs": len(rows)})])
+            count = insert_runs(store, intake, runs, 1)
+            store.add_events([(None, "created", {"runs": count})])
     finally:
         store.close()
     (directory / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1), encoding="utf-8")

@@ -13,7 +13,7 @@ import numbers
 import os
 import shlex
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ensemble.errors import SpecError, SpecTypeError
@@ -32,8 +32,15 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{value!r} of type {type(value).__name__} is not JSON-serialisable")
 
 
+#: Compact encoders, made once: ``json.dumps`` with options builds a new encoder per call.
+_ENCODERS = {allow_nan: json.JSONEncoder(default=_json_default, separators=(",", ":"), allow_nan=allow_nan)
+             for allow_nan in (False, True)}
+#: Sample values whose JSON form decodes to an equal value of the same type.
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _dumps(value: Any, allow_nan: bool) -> str:
-    return json.dumps(value, default=_json_default, separators=(",", ":"), allow_nan=allow_nan)
+    return _ENCODERS[allow_nan].encode(value)
 
 
 def _json_items(value: Any, path: str) -> Iterator[tuple[str, Any]]:
@@ -91,6 +98,8 @@ def _plain_scalar(value: Any) -> Any:
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
+    if type(value) is int and value >= minimum:
+        return value
     plain = _plain_scalar(value)
     if isinstance(plain, bool) or not isinstance(plain, int):
         raise SpecTypeError(f"{name}: expected an integer, got {value!r}")
@@ -100,6 +109,8 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 def _check_timeout(name: str, value: Any) -> float:
+    if type(value) in (int, float) and 0 <= value < math.inf:
+        return float(value)
     plain = _plain_scalar(value)
     if isinstance(plain, bool) or not isinstance(plain, (int, float)):
         raise SpecTypeError(f"{name}: expected a number of minutes, got {value!r}")
@@ -142,12 +153,14 @@ def normalise_sample(sample: Any, what: str = "sample") -> dict[str, Any]:
         if not isinstance(key, str):
             raise SpecTypeError(f"{what}: labels must be strings, got {key!r}")
     text = to_json(dict(sample), what)
-    if len(text.encode()) > MAX_SAMPLE_BYTES:
+    if len(text) > MAX_SAMPLE_BYTES:  # the text is ASCII: one byte per character
         raise SpecError(f"{what}: JSON form is {len(text)} bytes, more than the limit of {MAX_SAMPLE_BYTES}")
-    plain = json.loads(text)
-    for path, item in _json_items(plain, what):
-        if isinstance(item, str):
-            check_text(path, item)
+    flat = all(type(value) in _PLAIN_SCALARS for value in sample.values())
+    plain = dict(sample) if flat else json.loads(text)
+    if "\\u0000" in text:  # a NUL byte somewhere in a label or a string value: find and name it
+        for path, item in _json_items(plain, what):
+            if isinstance(item, str):
+                check_text(path, item)
     return plain
 
 
@@ -203,10 +216,10 @@ class Step:
         return self.tasks * self.gpus_per_task
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        data = asdict(self)
-        data["args"] = list(self.args)
-        return data
+        """Plain-JSON form (the fields in order; every one is a plain value already)."""
+        return {"args": list(self.args), "tasks": self.tasks, "cores_per_task": self.cores_per_task,
+                "gpus_per_task": self.gpus_per_task, "timeout": self.timeout, "batch_script": self.batch_script,
+                "cwd": self.cwd}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Step":

@@ -186,6 +186,49 @@ def test_write_into_missing_directory_is_a_user_error(capsys, samples):
     assert_user_error(code, out, err, "no/such/dir")
 
 
+def test_write_chosen_columns_of_runs_with_given_statuses(capsys, samples, workdir):
+    create(capsys)
+    set_status(1, RunStatus.SUCCESS)
+    set_status(3, RunStatus.FAILURE, message="exit 2")
+    with Ensemble() as ens:
+        ens.set_result(1, {"energy": 1.25})
+    code, out, err = run(capsys, "write", "csv", "--columns", "status,energy,name", "--status", "success,failure")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == ["run_id,status,energy,name", "1,success,1.25,a", "3,failure,,c d"]
+    code, out, _ = run(capsys, "write", "json", "--status", "failure")
+    assert [(r["run_id"], r["message"]) for r in json.loads(out)] == [(3, "exit 2")]
+    code, out, _ = run(capsys, "write", "yaml", "--status", "queued")
+    assert [r["run_id"] for r in yaml.safe_load(out)] == [2]
+
+
+@pytest.mark.parametrize(("argv", "fragments"), [
+    (["csv", "--columns", "x,nope"], ["--columns: unknown column 'nope'", "available: run_id, x, y, name, result,"]),
+    (["csv", "--status", "done"], ["--status: unknown status 'done'", "success"]),
+    (["json", "--columns", "x"], ["--columns: only csv and parquet"]),
+    (["parquet"], ["--output: parquet is binary", "-o FILE"]),
+    (["parquet", "-o", "-"], ["--output: parquet is binary"]),
+], ids=["unknown_column", "unknown_status", "columns_of_json", "parquet_to_stdout", "parquet_to_dash"])
+def test_write_option_errors(capsys, samples, workdir, argv, fragments):
+    create(capsys)
+    before = snapshot(workdir)
+    code, out, err = run(capsys, "write", *argv)
+    assert_user_error(code, out, err, *fragments)
+    assert snapshot(workdir) == before
+
+
+def test_write_parquet(capsys, samples, workdir):
+    pytest.importorskip("pyarrow", reason="write parquet needs pyarrow (pip install pyarrow)")
+    import pandas as pd
+
+    create(capsys)
+    set_status(2, RunStatus.SUCCESS)
+    code, out, err = run(capsys, "write", "parquet", "-o", "runs.parquet", "--columns", "name,status")
+    assert (code, out, err) == (0, "", "")
+    frame = pd.read_parquet(workdir / "runs.parquet")
+    assert list(frame.columns) == ["name", "status"] and list(frame["status"]) == ["queued", "success", "queued"]
+    assert not (workdir / "runs.parquet.tmp").exists()
+
+
 # -- dryrun, requeue, dequeue, rundirs, clear ------------------------------------------------------------------------------
 def test_dryrun_and_rundirs(capsys, samples, workdir):
     create(capsys)

@@ -25,7 +25,8 @@ E = "ensemble --setup-dir study.ens"
 SCENARIO = [
     f"{E} create samples.csv --application simulate.sh --max-restarts 1 --abort-on 3",
     f"{E} status", f"{E} status --json", f"{E} status 1-2", f"{E} progress", f"{E} progress --json",
-    f"{E} write csv", f"{E} dryrun 1 -v", "cat runs/1/simulate.sh", f"{E} rundirs",
+    f"{E} write csv", f"{E} write csv --columns y,status --status queued,success",
+    f"{E} dryrun 1 -v", "cat runs/1/simulate.sh", f"{E} rundirs",
     f"{E} rundirs --all --json", f"{E} create samples.csv --application simulate.sh",
     f'{E} execute --block; echo "exit $?"', f"{E} log 2", f"{E} log 2 --path",
     f"{E} attempts 1-3",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ def test_step_round_trips_through_dict():
                     "timeout": 1.5, "batch_script": False, "cwd": "x"}
     assert json.loads(json.dumps(data)) == data
     assert Step.from_dict(data) == step
+    assert list(data) == [f.name for f in fields(Step)], "every field, in order"
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ import sqlite3
 
 from engine_helpers import create, execute, run, sh
 
+from ensemble import summaries
 from ensemble.store import DB_NAME, SCHEMA_VERSION, Store
 
 
@@ -42,3 +43,20 @@ def test_a_reader_leaves_an_old_database_as_it_is_and_a_writer_migrates_it(edir)
     assert [a["outcome"] for a in writer.attempts()] == ["success"]
     writer.close()
     assert columns(ens.setup_dir)[-1] == "job"
+
+
+def test_summaries_read_an_old_database(edir):
+    ens = create([run(0, sh("true")), run(1, sh("exit 1"))])
+    execute(ens)
+    ens.store.close()
+    _make_version_1(ens.setup_dir)
+    reader = Store.open(ens.setup_dir, readonly=True)
+    try:
+        attempts = summaries.attempts_dataframe(reader)
+        runs = summaries.dataframe(reader)
+    finally:
+        reader.close()
+    assert list(attempts["job"]) == [None, None]
+    assert list(attempts["exit_code"]) == [0, 1]
+    assert list(runs["status"]) == ["success", "failure"] and list(runs["attempts"]) == [1, 1]
+    assert "job" not in columns(ens.setup_dir)

@@ -9,7 +9,8 @@ Samples, steps and results are JSON text, never pickle.
 Parts: :mod:`~ensemble.store.schema` (tables, journal mode, full-disk errors),
 :mod:`~ensemble.store.core` (opening, transactions, meta, events),
 :mod:`~ensemble.store.runs` (runs and attempts), :mod:`~ensemble.store.execution`
-(leases, inbox, claims) and :mod:`~ensemble.store.batch` (a manager's write batch).
+(leases, inbox, claims), :mod:`~ensemble.store.batch` (a manager's write batch) and
+:mod:`~ensemble.store.summary` (columnar reads for summaries).
 """
 from ensemble.store.batch import WriteBatch
 from ensemble.store.core import Store

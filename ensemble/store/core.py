@@ -14,9 +14,10 @@ from ensemble.samplehash import hash_of_json
 from ensemble.store.execution import ExecutionQueries
 from ensemble.store.runs import RunQueries
 from ensemble.store.schema import BUSY_TIMEOUT_MS, DB_NAME, MIGRATIONS, SCHEMA, SCHEMA_VERSION, journal_mode_for
+from ensemble.store.summary import SummaryQueries
 
 
-class Store(RunQueries, ExecutionQueries):
+class Store(RunQueries, ExecutionQueries, SummaryQueries):
     """Access to one ensemble database.
 
     Open with :meth:`create` (new, empty schema) or :meth:`open`.  Read

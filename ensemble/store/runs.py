@@ -72,6 +72,8 @@ def _page_where(page: RunPage) -> tuple[str, list[Any]]:
             clauses.append(f"{sql} {operator} ?")
             params.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+#: Most step sets whose ids a store remembers.
+STEPSET_CACHE = 10_000
 
 
 class RunQueries:
@@ -87,6 +89,8 @@ class RunQueries:
         row = self.conn.execute("SELECT id FROM stepsets WHERE steps=?", (steps_json,)).fetchone()
         if row is None:
             row = (self.conn.execute("INSERT INTO stepsets(steps) VALUES (?)", (steps_json,)).lastrowid,)
+        if len(self._stepset_ids) >= STEPSET_CACHE:  # runs with steps of their own: keep memory bounded
+            self._stepset_ids.clear()
         self._stepset_ids[steps_json] = row[0]
         return row[0]
 
@@ -154,6 +158,11 @@ class RunQueries:
             counts[RunStatus(status)] = count
         return counts
 
+    def count_with_status(self, statuses: Sequence[RunStatus]) -> int:
+        """Number of runs with any of ``statuses`` (all runs if none): an index range, not a scan."""
+        where = f" WHERE status IN ({','.join('?' * len(statuses))})" if statuses else ""
+        return self.conn.execute(f"SELECT COUNT(*) FROM runs{where}", [int(s) for s in statuses]).fetchone()[0]
+
     def count_running(self) -> int:
         return self.conn.execute(
             "SELECT COUNT(*) FROM runs WHERE status=0 AND claimed_by IS NOT NULL").fetchone()[0]
@@ -170,8 +179,14 @@ class RunQueries:
     def run_dirs(self) -> list[tuple[int, str]]:
         return self.conn.execute("SELECT id, run_dir FROM runs ORDER BY id").fetchall()
 
-    def run_dir_set(self) -> set[str]:
-        return {r[0] for r in self.conn.execute("SELECT run_dir FROM runs")}
+    def run_with_dir(self, run_dir: str) -> int | None:
+        """The id of the run whose directory is ``run_dir``, if any."""
+        row = self.conn.execute("SELECT id FROM runs WHERE run_dir=?", (run_dir,)).fetchone()
+        return None if row is None else row[0]
+
+    def existing_run_dirs(self, run_dirs: Iterable[str]) -> set[str]:
+        """Which of ``run_dirs`` some run already has."""
+        return {r[0] for r in self._rows_for_ids("SELECT run_dir FROM runs WHERE run_dir IN ({marks})", run_dirs)}
 
     def runs(self, run_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
         """Full rows (sample, steps, result decoded) for the given runs, or all."""
