@@ -186,11 +186,12 @@ def _typed(name: str, column: list) -> Any:
 
 
 def utc_times(seconds: list[float | None]) -> Any:
-    """Epoch seconds (None: missing) as UTC datetimes, to the microsecond (floats are no finer)."""
+    """Epoch seconds (None: missing) as UTC datetimes, to the microsecond (floats are no finer),
+    halves rounded up as SQLite's ``round`` does for the run summaries, so both agree."""
     import numpy as np
     import pandas as pd
 
-    micros = np.round(np.array(seconds, dtype=float) * 1e6).astype("datetime64[us]")
+    micros = np.floor(np.array(seconds, dtype=float) * 1e6 + 0.5).astype("datetime64[us]")
     return pd.to_datetime(micros.astype("datetime64[ns]"), utc=True)
 
 
