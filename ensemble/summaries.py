@@ -22,7 +22,7 @@ from ensemble.store import Store
 
 INDEX = "run_id"
 BUILTIN_COLUMNS = ("status", "restarts", "step", "attempts", "start", "end", "elapsed", "host", "run_dir",
-                   "message")
+                   "message", "sample_hash")
 #: Names a sample label or result key cannot take as a column (they get a ``sample_``/``result_`` prefix).
 RESERVED_COLUMNS = (INDEX, *BUILTIN_COLUMNS)
 #: The column of results that are not dicts (and of a dict result's ``result`` key).
@@ -30,7 +30,7 @@ RESULT = "result"
 STATUS_LABELS = tuple(s.label for s in RunStatus)
 #: The keys of each run's record in JSON and YAML, in order.
 RECORD_KEYS = (INDEX, "status", "running", "sample", "result", "restarts", "step", "attempts", "start", "end",
-               "elapsed", "host", "run_dir", "message")
+               "elapsed", "host", "run_dir", "message", "sample_hash")
 ATTEMPT_COLUMNS = ("run_id", "step", "attempt", "manager", "host", "pid", "job", "start", "end", "exit_code",
                    "signal", "outcome", "command", "placement")
 

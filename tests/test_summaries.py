@@ -46,7 +46,7 @@ def test_dataframe_index_columns_and_values(ens, workdir):
     assert list(frame.index) == [1, 2, 3, 4]
     assert list(frame.columns[:4]) == ["x", "name", "energy", "ok"]
     assert list(frame.columns[4:]) == ["status", "restarts", "step", "attempts", "start", "end", "elapsed", "host",
-                                       "run_dir", "message"]
+                                       "run_dir", "message", "sample_hash"]
     assert list(frame["x"]) == [1, 2, 3, 4]
     assert list(frame["name"]) == ["a", "b", "c", "d"]
     assert list(frame["status"]) == ["success", "failure", "killed", "queued"]
@@ -126,7 +126,7 @@ def test_empty_ensemble_summaries(workdir):
         out = io.StringIO()
         ens.write_csv(out)
         assert out.getvalue().splitlines() == [
-            "run_id,result,status,restarts,step,attempts,start,end,elapsed,host,run_dir,message"]
+            "run_id,result,status,restarts,step,attempts,start,end,elapsed,host,run_dir,message,sample_hash"]
         assert list(frame.columns) == out.getvalue().strip().split(",")[1:]
         assert frame["status"].dtype == "category" and frame["start"].dtype == "datetime64[ns, UTC]"
 
@@ -201,7 +201,7 @@ def executed(edir):
 def test_dataframe_of_an_executed_ensemble(executed):
     frame = executed.as_dataframe()
     assert list(frame.columns) == ["x", "e", "tag", "status", "restarts", "step", "attempts", "start", "end",
-                                   "elapsed", "host", "run_dir", "message"]
+                                   "elapsed", "host", "run_dir", "message", "sample_hash"]
     assert frame.index.name == "run_id" and frame.index.dtype == "int64"
     assert list(frame.index) == [1, 2, 3]
     assert frame["status"].dtype == "category"
@@ -270,7 +270,7 @@ def test_unknown_columns_are_an_error_listing_the_available_ones(ens):
     with pytest.raises(SpecError) as info:
         ens.as_dataframe(columns=["x", "nope", "energie"])
     assert str(info.value) == ("columns: unknown columns 'nope', 'energie' (available: run_id, x, name, energy, ok, "
-                               "status, restarts, step, attempts, start, end, elapsed, host, run_dir, message)")
+                               "status, restarts, step, attempts, start, end, elapsed, host, run_dir, message, sample_hash)")
     out = io.StringIO()
     with pytest.raises(SpecError, match="unknown column 'nope'"):
         ens.write_csv(out, columns=["nope"])

@@ -15,12 +15,12 @@ CHUNK = 50_000
 RUN_SQL = """
 SELECT count(*), max(id), group_concat(id), group_concat(status), group_concat(restarts), group_concat(step),
        group_concat(claimed_by IS NOT NULL), json_group_array(run_dir), json_group_array(message),
-       group_concat(sample), group_concat(coalesce(result, 'null'))
+       group_concat(sample), group_concat(coalesce(result, 'null')), json_group_array({sample_hash})
 FROM (SELECT * FROM runs WHERE id > ? {where} ORDER BY id LIMIT ?)
 """
-RUN_FIELDS = ("id", "status", "restarts", "step", "running", "run_dir", "message", "sample", "result")
+RUN_FIELDS = ("id", "status", "restarts", "step", "running", "run_dir", "message", "sample", "result", "sample_hash")
 #: The fields read with ``json_group_array`` (the others are ``group_concat`` lists, to bracket).
-ARRAY_FIELDS = ("run_dir", "message")
+ARRAY_FIELDS = ("run_dir", "message", "sample_hash")
 #: Per run with attempts (ids in a range): first start and last end in microseconds (integers are
 #: exact as text; doubles are not), and how many.
 TOTALS_SQL = """
@@ -57,7 +57,8 @@ class SummaryQueries:
         (how many) and ``host`` (of the last one)."""
         where = "".join([f" AND status IN ({','.join('?' * len(statuses))})" if statuses else "",
                          " AND result IS NOT NULL" if with_result else ""])
-        sql, last = RUN_SQL.format(where=where), 0
+        sample_hash = "sample_hash" if self.schema_version >= 3 else "NULL"
+        sql, last = RUN_SQL.format(where=where, sample_hash=sample_hash), 0
         while True:
             count, last_id, *texts = self.conn.execute(sql, (last, *statuses, CHUNK)).fetchone()
             if not count:
