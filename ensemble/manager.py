@@ -4,24 +4,23 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ensemble import setupdir
 from ensemble.arguments import format_ids, optional_path, run_id_arg, run_ids_arg, split_create_args
 from ensemble.config import DEFAULT_RESULT_FILE, EnsembleConfig
 from ensemble.control import add_runs, submit
-from ensemble.dryrun import PreparedRun, dry_run
 from ensemble.errors import EnsembleError, SpecError, SpecTypeError
-from ensemble.hooks import call_hook, load_interface
 from ensemble.intake import new_samples
+from ensemble.preparation import Preparation
+from ensemble.reports import Reports
 from ensemble.setupdir import DEFAULT_SETUP_DIR, setup_path
 from ensemble.spec import _check_args, to_json
 from ensemble.status import COMPLETED, RUN_ABORTED, RUN_FAILURE, RUN_KILLED, RUN_QUEUED, RUN_SUCCESS, RunStatus
 from ensemble.store import Store
 
 
-class Ensemble:
+class Ensemble(Reports, Preparation):
     """Handle to an ensemble stored in a setup directory.
 
     ``Ensemble(setup_dir)`` opens an existing ensemble; use :meth:`create`
@@ -329,76 +328,3 @@ class Ensemble:
         return submit_alloc(self, check_request(nodes, partition, bank, name, timeout, repeats, parallelism,
                                                 early_stop, allow_multiple, max_concurrency, launcher, mpi,
                                                 kill_grace, log_layout))
-
-    # -- summaries -----------------------------------------------------------------
-    def as_dataframe(self, include_none: bool = True, *, statuses: Iterable[RunStatus | int | str] | None = None,
-                     columns: Iterable[str] | None = None):
-        """A pandas DataFrame indexed by run id, one row per run (its columns: :ref:`summaries`).
-
-        Args:
-            include_none: keep runs that have no result.
-            statuses: only runs with one of these statuses.
-            columns: only these columns, in this order (unknown names are an error listing the known ones).
-        """
-        return _summaries().dataframe(self.store, include_none, statuses, columns)
-
-    def attempts_dataframe(self):
-        """A pandas DataFrame with one row per recorded attempt, in the order they started."""
-        return _summaries().attempts_dataframe(self.store)
-
-    def write_csv(self, stream: IO[str], *, statuses: Iterable[Any] | None = None,
-                  columns: Iterable[str] | None = None) -> None:
-        """Write one CSV row per run (the columns of :meth:`as_dataframe`; the same filters)."""
-        _summaries().write_csv(self.store, stream, statuses, columns)
-
-    def write_json(self, stream: IO[str], *, statuses: Iterable[Any] | None = None) -> None:
-        """Write a JSON list with one object per run (one line each)."""
-        _summaries().write_json(self.store, stream, statuses)
-
-    def write_yaml(self, stream: IO[str], *, statuses: Iterable[Any] | None = None) -> None:
-        """Write a YAML list with one mapping per run."""
-        _summaries().write_yaml(self.store, stream, statuses)
-
-    def write_parquet(self, path: str | os.PathLike, *, statuses: Iterable[Any] | None = None,
-                      columns: Iterable[str] | None = None) -> None:
-        """Write :meth:`as_dataframe` to a Parquet file (needs pyarrow: ``pip install 'ensemble[parquet]'``)."""
-        _summaries().write_parquet(self.store, path, statuses, columns)
-
-    # -- preparation and hooks -----------------------------------------------------
-    def _interface(self):
-        return load_interface(self.config.app_interface) if self.config.app_interface else None
-
-    def dry_run(self, *run_ids: int, verbosity: int = 0) -> list[PreparedRun]:
-        """Prepare run directories (copies, symlinks, parsed files, batch scripts) and call ``prep_run``.
-
-        Serial and launch-free, so safe on a login node.  Returns what was prepared, per run.
-        """
-        ids = run_ids_arg(run_ids) or self.filter_by_status()
-        self._check_existing(ids)
-        if not isinstance(verbosity, int):
-            raise SpecTypeError(f"verbosity: expected an integer, got {verbosity!r}")
-        return dry_run(self.config, self._interface(), self.setup_dir, self.store.runs(ids), verbosity)
-
-    def call_prep_ensemble(self) -> Any:
-        """Call the interface's ``prep_ensemble`` (if defined); return its value."""
-        return call_hook(self._interface(), "prep_ensemble", setup_dir=str(self.setup_dir), cwd=self.config.root_dir)
-
-    def call_post_ensemble(self) -> Any:
-        """Call the interface's ``post_ensemble`` (if defined); return its value."""
-        return call_hook(self._interface(), "post_ensemble", setup_dir=str(self.setup_dir), cwd=self.config.root_dir)
-
-    def call_post_run(self, run_id: int) -> Any:
-        """Call ``post_run`` for one run in its directory; return its value (None if undefined)."""
-        run_id = run_id_arg(run_id)
-        self._check_existing([run_id], "run_id")
-        run = self.store.runs([run_id])[0]
-        Path(run["run_dir"]).mkdir(parents=True, exist_ok=True)
-        return call_hook(self._interface(), "post_run", setup_dir=str(self.setup_dir), run_id=run["id"],
-                         run_dir=run["run_dir"], sample=run["sample"])
-
-
-def _summaries():
-    """:mod:`ensemble.summaries`, imported when first used (starting the CLI does not need it)."""
-    from ensemble import summaries
-
-    return summaries
