@@ -214,8 +214,7 @@ def _error(message: str) -> int:
 
 
 #: API argument names whose CLI flag is not simply their dashed form.
-RENAMED_FLAGS = {"app_is_batch_script": "--no-batch-script", "strict_templates": "--no-strict-templates",
-                 "log_layout": "--logs", "timeout": "--timeout"}
+RENAMED_FLAGS = {"app_is_batch_script": "--no-batch-script", "log_layout": "--logs"}
 
 
 def _as_flag(parser: argparse.ArgumentParser, command: str, message: str) -> str:

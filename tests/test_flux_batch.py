@@ -148,3 +148,19 @@ def test_use_flux_inside_slurm_starts_a_broker_on_every_node(edir, slurm, monkey
     assert {line[2] for line in lines} == {str(CPUS)}
     request = check_request(nodes=2, timeout=5)
     assert {line[3].strip() for line in lines} == {"start " + " ".join(execute_argv(ens.setup_dir, request))}
+
+
+def test_use_flux_inside_lsf_is_refused_before_anything_is_written(edir, monkeypatch):
+    monkeypatch.setenv("ENSEMBLE_BATCH_SYSTEM", "lsf")
+    ens = create([run(0, sh("true"))], use_flux=True)
+    with pytest.raises(SpecError, match="use_flux: starting Flux inside an LSF job is not built"):
+        ens.execute_alloc(nodes=1, timeout=5)
+    assert not (ens.setup_dir / "batch").exists()
+
+
+def test_an_unknown_batch_system_name_leaves_nothing_behind(edir, monkeypatch):
+    monkeypatch.setenv("ENSEMBLE_BATCH_SYSTEM", "pbs")
+    ens = create([run(0, sh("true"))])
+    with pytest.raises(SpecError, match="ENSEMBLE_BATCH_SYSTEM"):
+        ens.execute_alloc(nodes=1)
+    assert not (ens.setup_dir / "batch").exists()
