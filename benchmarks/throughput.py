@@ -6,6 +6,8 @@ figure the median of ``--repeat`` repetitions:
 * runs/s of ``execute_local`` over N runs of ``/bin/true`` (create excluded),
   with the setup and run directories on the disk (a temp dir under the current
   directory, or ``--dir``) and on ``/dev/shm`` (``--shm``);
+* the same with ``ENSEMBLE_KEEPER=0`` (the engine in the manager process, no keeper above
+  it): the baseline of what the keeper costs (target: under 5%);
 * the same through Themis 1.2.0's ``execute_local`` (a venv with
   ``llnl-themis==1.2.0`` is created once under ``~/.cache/ensemble-bench``;
   if that fails the Themis lines are skipped and the reason printed);
@@ -134,9 +136,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_worker(*argv: str) -> dict[str, Any]:
+def run_worker(*argv: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", *argv],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, env=None if env is None else {**os.environ, **env})
     if out.returncode != 0:
         raise RuntimeError(f"worker {argv} failed ({out.returncode}): {out.stderr.strip()[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -147,10 +149,12 @@ def fresh_dir(base: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="ensemble-bench-", dir=base))
 
 
-def ensemble_rate(n: int, base: Path, layout: str = "split") -> dict[str, Any]:
+def ensemble_rate(n: int, base: Path, layout: str = "split", keeper: bool = True) -> dict[str, Any]:
+    """``keeper=False``: the engine runs in the manager process itself (``ENSEMBLE_KEEPER=0``), the
+    baseline of what the keeper that lets a later manager adopt running steps costs."""
     work = fresh_dir(base)
     try:
-        result = run_worker("ensemble", str(n), str(work), layout)
+        result = run_worker("ensemble", str(n), str(work), layout, env=None if keeper else {"ENSEMBLE_KEEPER": "0"})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if result["success"] != n:
@@ -313,6 +317,7 @@ def main() -> None:
         log(f"ensemble on {place} ...")
         rows[f"ensemble_{place}"] = median_of(repeat, ensemble_rate, n, path)
         rows[f"ensemble_combined_{place}"] = median_of(repeat, ensemble_rate, n, path, "combined")
+        rows[f"ensemble_nokeeper_{place}"] = median_of(repeat, ensemble_rate, n, path, "split", False)
 
     themis_python, why = (None, "--no-themis given") if args.no_themis else ensure_themis(args.themis_venv,
                                                                                             not args.no_themis_install)
@@ -355,6 +360,9 @@ def main() -> None:
         value = rows[f"ensemble_{place}"]["rate"] / rows["xargs_true"]["rate"]
         ratios[f"ensemble {place}/xargs /bin/true"] = {"value": value, "target": ">= 0.8" if place == "shm" else None,
                                                        "ok": value >= 0.8 if place == "shm" else None}
+        value = rows[f"ensemble_nokeeper_{place}"]["rate"] / rows[f"ensemble_{place}"]["rate"] - 1
+        ratios[f"keeper cost {place} (rate without / with - 1)"] = {"value": value, "target": "< 0.05",
+                                                                    "ok": value < 0.05}
         value = rows[f"ensemble_{place}"]["rate"] / rows[f"xargs_sh_files_{place}"]["rate"]
         ratios[f"ensemble {place}/xargs sh+files {place}"] = {"value": value, "target": None, "ok": None}
     one["ok"] = one["total_s"] < 0.25
@@ -376,6 +384,8 @@ LABELS = {
     "ensemble_disk": "ensemble execute_local, disk",
     "ensemble_shm": "ensemble execute_local, /dev/shm",
     "ensemble_combined_disk": "ensemble, one .log per attempt, disk",
+    "ensemble_nokeeper_disk": "ensemble, no keeper (ENSEMBLE_KEEPER=0), disk",
+    "ensemble_nokeeper_shm": "ensemble, no keeper (ENSEMBLE_KEEPER=0), /dev/shm",
     "ensemble_combined_shm": "ensemble, one .log per attempt, /dev/shm",
     "themis_disk": "Themis 1.2.0 execute_local, disk",
     "themis_shm": "Themis 1.2.0 execute_local, /dev/shm",

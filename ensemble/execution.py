@@ -25,6 +25,7 @@ from ensemble.engine import (
     EngineOptions,
 )
 from ensemble.errors import EnsembleBusy, EnsembleError, ManagerFailed, SpecError, SpecTypeError
+from ensemble.keeper import keeper_possible, run_kept
 from ensemble.lease import live_leases
 from ensemble.providers.local import gpu_option
 from ensemble.store import Store
@@ -116,11 +117,11 @@ def execute_local(setup_dir: Path, store: Store, blocking: bool, in_process: boo
     elif blocking:
         code = _wait_for_child(setup_dir, spec)
     else:
-        popen = _spawn_detached(setup_dir, spec)
+        popen, manager_pid = _spawn_detached(setup_dir, spec)
         # Reap the detached manager whenever it exits: unreaped, a dead manager would stay a
         # zombie of this process and its lease would look alive.
         threading.Thread(target=popen.wait, name=f"ensemble-reaper-{popen.pid}", daemon=True).start()
-        return popen.pid
+        return manager_pid
     if code > 128:
         signal.raise_signal(code - 128)
     if code in RESULT_CODES or code == 0:
@@ -135,8 +136,32 @@ def execute_local(setup_dir: Path, store: Store, blocking: bool, in_process: boo
 
 
 def run_engine(setup_dir: Path, spec: dict[str, Any], on_ready: Callable[[str], None] | None = None,
-               early_signal: Callable[[], int | None] | None = None) -> int:
-    """Run the engine in this process with its log in ``<setup_dir>/logs/manager.log``."""
+               early_signal: Callable[[], int | None] | None = None,
+               on_end: Callable[[], None] | None = None) -> int:
+    """Run the engine with its log in ``<setup_dir>/logs/manager.log``: in a process of its own
+    under this one, which keeps the exit statuses of its steps if it dies (:mod:`ensemble.keeper`),
+    or in this process with ``ENSEMBLE_KEEPER=0``.  ``on_ready`` and ``on_end`` run in the
+    engine's process."""
+    def body(ready: Callable[[str], None] | None) -> int:
+        def announce(manager: str) -> None:
+            if ready is not None:
+                ready(manager)
+            if on_ready is not None:
+                on_ready(manager)
+        try:
+            return _run_engine_here(setup_dir, dict(spec), announce, early_signal)
+        finally:
+            if on_end is not None:
+                on_end()
+
+    if not keeper_possible():
+        return body(None)
+    ready_fd = os.environ.get(READY_FD)
+    return run_kept(body, setup_dir, close_in_keeper=(int(ready_fd),) if ready_fd else ())
+
+
+def _run_engine_here(setup_dir: Path, spec: dict[str, Any], on_ready: Callable[[str], None],
+                     early_signal: Callable[[], int | None] | None) -> int:
     handler = logging.FileHandler(setup_dir / "logs" / "manager.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
     logger = logging.getLogger("ensemble")
@@ -151,11 +176,12 @@ def run_engine(setup_dir: Path, spec: dict[str, Any], on_ready: Callable[[str], 
         handler.close()
 
 
-def _spawn_detached(setup_dir: Path, spec: dict[str, Any], tied: bool = False) -> subprocess.Popen:
-    """Start a manager process and wait until it holds its lease; return it.
+def _spawn_detached(setup_dir: Path, spec: dict[str, Any], tied: bool = False) -> tuple[subprocess.Popen, int]:
+    """Start a manager process and wait until it holds its lease; return it and the manager's pid.
 
-    The manager says "ready" on a pipe once it holds the lease (and has written
-    ``manager.pid``); end of file before that means it failed to start.
+    The manager says "ready" and its pid on a pipe once it holds the lease (and has written
+    ``manager.pid``); end of file before that means it failed to start.  The manager is the
+    engine's process: a child of the returned one (its keeper) unless ``ENSEMBLE_KEEPER=0``.
     """
     read, write = os.pipe2(os.O_CLOEXEC)
     out = open(setup_dir / "logs" / "manager.out", "ab")
@@ -168,8 +194,9 @@ def _spawn_detached(setup_dir: Path, spec: dict[str, Any], tied: bool = False) -
     os.close(write)
     with os.fdopen(read, "rb") as ready:
         said = ready.readline()
-    if said.strip() == b"ready":
-        return popen
+    words = said.split()
+    if words[:1] == [b"ready"] and len(words) == 2:
+        return popen, int(words[1])
     code = popen.wait()
     tail = (setup_dir / "logs" / "manager.out").read_text(errors="replace").strip().splitlines()[-1:]
     if code == 2 and tail and "already executing" in tail[0]:
@@ -180,7 +207,7 @@ def _spawn_detached(setup_dir: Path, spec: dict[str, Any], tied: bool = False) -
 def _wait_for_child(setup_dir: Path, spec: dict[str, Any]) -> int:
     """Run a manager as a child and wait for it, passing on SIGINT/SIGTERM/SIGHUP; the child
     gets SIGTERM if this process dies (a blocking manager never outlives its caller)."""
-    popen = _spawn_detached(setup_dir, spec, tied=True)
+    popen, _ = _spawn_detached(setup_dir, spec, tied=True)
     forward = lambda signum, frame: popen.send_signal(signum)  # noqa: E731
     saved = {}
     if threading.current_thread() is threading.main_thread():
@@ -200,7 +227,7 @@ def _announce(setup_dir: Path, manager: str) -> None:
     fd = os.environ.pop(READY_FD, None)
     if fd is not None:
         try:
-            os.write(int(fd), b"ready\n")
+            os.write(int(fd), f"ready {os.getpid()}\n".encode())
             os.close(int(fd))
         except OSError:
             pass
@@ -229,17 +256,20 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     setup_dir = Path(args[0])
     announced = []
+
+    def remove_pid_file() -> None:
+        pid_file = setup_dir / PID_FILE
+        if announced and pid_file.is_file() and pid_file.read_text().strip() == str(os.getpid()):
+            pid_file.unlink()
+
     try:
-        code = run_engine(setup_dir, json.loads(args[1]), early_signal=lambda: early[0] if early else None,
-                          on_ready=lambda manager: announced.append(_announce(setup_dir, manager)))
-        return code
+        return run_engine(setup_dir, json.loads(args[1]), early_signal=lambda: early[0] if early else None,
+                          on_ready=lambda manager: announced.append(_announce(setup_dir, manager)),
+                          on_end=remove_pid_file)
     except EnsembleError as exc:
         print(f"ensemble: error: {exc}", file=sys.stderr, flush=True)
         return 2
     finally:
-        pid_file = setup_dir / PID_FILE
-        if announced and pid_file.is_file() and pid_file.read_text().strip() == str(os.getpid()):
-            pid_file.unlink()
         # The interpreter restores default handlers while it finalises: a late SIGTERM must not
         # turn this exit status into death by signal.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})

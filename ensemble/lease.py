@@ -22,14 +22,15 @@ STALE_AFTER_SECONDS = 6 * HEARTBEAT_SECONDS
 HOST = os.environ.get("ENSEMBLE_HOSTNAME") or socket.gethostname()
 
 
-def process_start_time(pid: int) -> str | None:
-    """Kernel start time of a process (field 22 of /proc/PID/stat), None if gone or a zombie."""
+def process_start_time(pid: int, zombies: bool = False) -> str | None:
+    """Kernel start time of a process (field 22 of /proc/PID/stat), None if gone or (unless
+    ``zombies``) a zombie."""
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return None if fields[0] in ("Z", "X") else fields[19]
+    return None if fields[0] in ("Z", "X") and not zombies else fields[19]
 
 
 def is_alive(lease: dict) -> bool:

@@ -9,9 +9,11 @@ from collections.abc import Iterable, Sequence
 from ensemble.hooks import ENV_MANAGER
 
 
-def tagged_processes(manager_ids: Iterable[str]) -> list[int]:
-    """Pids of this user's processes whose environment names one of the managers."""
+def tagged_processes(manager_ids: Iterable[str], spare: Iterable[bytes] = ()) -> list[int]:
+    """Pids of this user's processes whose environment names one of the managers (and none of
+    the ``spare`` environment entries)."""
     needles = [f"{ENV_MANAGER}={m}".encode() + b"\0" for m in manager_ids]
+    spared = list(spare)
     if not needles:
         return []
     me = os.getpid()
@@ -24,14 +26,15 @@ def tagged_processes(manager_ids: Iterable[str]) -> list[int]:
                 data = env.read() + b"\0"
         except OSError:
             continue
-        if any(needle in data for needle in needles):
+        if any(needle in data for needle in needles) and not any(s in data for s in spared):
             found.append(int(entry.name))
     return found
 
 
-def kill_tagged(manager_ids: Iterable[str]) -> int:
-    """SIGKILL every process (and its group) tagged with one of the managers; return how many."""
-    pids = tagged_processes(list(manager_ids))
+def kill_tagged(manager_ids: Iterable[str], spare: Iterable[bytes] = ()) -> int:
+    """SIGKILL every process (and its group) tagged with one of the managers, except those
+    carrying one of the ``spare`` environment entries; return how many."""
+    pids = tagged_processes(list(manager_ids), spare)
     for pid in pids:
         for kill in (os.killpg, os.kill):
             try:

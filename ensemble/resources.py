@@ -138,6 +138,23 @@ class Pool:
         self._held[id(placement)] = placement
         return placement
 
+    def reserve(self, shares: list[dict]) -> Placement:
+        """Take the cores and GPUs of a placement an earlier manager made, as far as this pool has
+        them free (a step adopted from a dead manager keeps running where it was)."""
+        taken = []
+        for share in shares:
+            name = share["node"]
+            if name not in self.free_cores or name in self.disabled:
+                continue
+            cores = [c for c in share["cores"] if c in self.free_cores[name]]
+            gpus = [g for g in share["gpus"] if g in self.free_gpus[name]]
+            self.free_cores[name] = [c for c in self.free_cores[name] if c not in cores]
+            self.free_gpus[name] = [g for g in self.free_gpus[name] if g not in gpus]
+            taken.append(Share(name, share["tasks"], tuple(cores), tuple(gpus)))
+        placement = Placement(tuple(taken))
+        self._held[id(placement)] = placement
+        return placement
+
     def _fits(self, cores_per_task: int, gpus_per_task: int) -> list[tuple[str, int, tuple[int, int]]]:
         """``(node, tasks fitting now, free room)`` for each node with room for one task."""
         out = []

@@ -102,6 +102,7 @@ class Worker:
         self.selector.unregister(handle.pidfd)
         code = self.executor.reap(handle)
         self.executor.sweep(handle)
+        self.executor.committed()
         self.send({"op": "exit", "id": key, "code": code, "pid": handle.pid})
 
     def kill_all(self) -> None:
@@ -109,6 +110,7 @@ class Worker:
         for handle in self.attempts.values():
             self.executor.reap(handle)
             self.executor.sweep(handle)
+            self.executor.committed()
         self.attempts.clear()
         self.executor.close()
 

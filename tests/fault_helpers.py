@@ -60,9 +60,18 @@ class Manager:
                 [sys.executable, "-m", "ensemble.execution", str(ens.setup_dir), options_json(**options)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 cwd=ens.setup_dir, env={**os.environ, **(env or {})})
-        self.pid = self.popen.pid
+        self.kept = (env or {}).get("ENSEMBLE_KEEPER", os.environ.get("ENSEMBLE_KEEPER", "1")) != "0"
+        self._pid: int | None = None
         self.id: str | None = None
         _MANAGERS.append(self)
+
+    @property
+    def pid(self) -> int:
+        """The manager's pid: its engine, the child of the process started (the keeper)."""
+        if self._pid is None:
+            self._pid = self.popen.pid if not self.kept else wait_for(
+                lambda: next(iter(children(self.popen.pid)), None), f"the engine of {self.popen.pid} to start")
+        return self._pid
 
     def wait_lease(self) -> str:
         """Wait until this manager holds its lease; return its manager id."""
@@ -82,6 +91,14 @@ class Manager:
             return self.popen.wait(timeout=deadline)
         except subprocess.TimeoutExpired:
             pytest.fail(f"manager {self.pid} still running after {deadline:.0f} s")
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid``."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def spawn_manager(ens: Ensemble, env: dict[str, str] | None = None, wait_lease: bool = True,

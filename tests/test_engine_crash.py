@@ -38,8 +38,9 @@ RUNS = 5
 
 
 def gated(go: Path, tok: str, fast: bool) -> str:
-    """Record the attempt; sleep briefly if ``fast`` or once ``go`` exists, else (almost) forever."""
-    body = "sleep 0.2" if fast else f'if [ -e "{go}" ]; then sleep 0.2; else exec {long_sleep(tok)}; fi'
+    """Record the attempt; sleep briefly if ``fast``, else wait until ``go`` exists (the command
+    line carries ``tok``)."""
+    body = "sleep 0.2" if fast else f'while [ ! -e "{go}" ]; do sleep 0.1{tok}; done; sleep 0.2'
     return f'echo "$ENSEMBLE_ATTEMPT" >> tries; {body}'
 
 
@@ -51,13 +52,18 @@ def succeeded(ens) -> set[int]:
     return {i for i, s in statuses(ens).items() if s is RunStatus.SUCCESS}
 
 
+@pytest.mark.parametrize("keeper", [True, False], ids=["keeper", "no-keeper"])
 @pytest.mark.parametrize("point, fast_runs, running", [
     # "right after start": no run has finished, both steps the manager could start are running.
     pytest.param("right after start", 0, {1, 2}, id="after-start"),
     pytest.param("mid-run, two runs done", 2, {3, 4}, id="mid-run"),
     pytest.param("near the end, one run left", 4, {5}, id="near-end"),
 ])
-def test_kill_9_then_resume(edir, point, fast_runs, running):
+def test_kill_9_then_resume(edir, monkeypatch, point, fast_runs, running, keeper):
+    """With its keeper, a killed manager's running steps go on and the next manager adopts them
+    (each runs once); without one (``ENSEMBLE_KEEPER=0``) they are killed and run again."""
+    if not keeper:
+        monkeypatch.setenv("ENSEMBLE_KEEPER", "0")
     tok, go = token(), edir / "GO"
     ens = create([run(i, sh(gated(go, tok, fast=i <= fast_runs))) for i in range(1, RUNS + 1)], max_restarts=0)
     pid = start_detached(ens, cores=2)
@@ -65,7 +71,7 @@ def test_kill_9_then_resume(edir, point, fast_runs, running):
     wait_for(lambda: succeeded(ens) == set(range(1, fast_runs + 1)) and open_ids(ens) == running
              and all(a["pid"] for a in open_attempts(ens)), f"the manager to reach the point '{point}'")
     os.kill(pid, signal.SIGKILL)
-    # The process that started a detached manager reaps it: no zombie is left looking alive.
+    # The process that started the manager (or its keeper) reaps it: no zombie is left looking alive.
     wait_for(lambda: proc_state(pid) is None, "the killed manager to be reaped")
     done_before = succeeded(ens)
     assert done_before == set(range(1, fast_runs + 1))
@@ -77,11 +83,15 @@ def test_kill_9_then_resume(edir, point, fast_runs, running):
     go.touch()
     execute(ens, cores=2)
 
-    assert not pids_with(tok), "leftover steps of the dead manager must be killed"
+    assert not pids_with(tok), "no step of the dead manager is left"
     assert all(is_gone(p) for p in leftovers)
     started = events(ens, "manager_started")[-1]["detail"]
-    assert started["killed_leftovers"] >= len(leftovers)
-    assert started["recovered_attempts"] == len(leftovers)
+    adopted = started["adopted_running"] + started["adopted_ended"]
+    if keeper:
+        assert adopted == len(leftovers) and started["recovered_attempts"] == 0
+    else:
+        assert adopted == 0 and started["killed_leftovers"] >= len(leftovers)
+        assert started["recovered_attempts"] == len(leftovers)
     assert statuses(ens) == {i: RunStatus.SUCCESS for i in range(1, RUNS + 1)}
     by_run = attempts_by_run(ens)
     for run_id in range(1, RUNS + 1):
@@ -92,11 +102,14 @@ def test_kill_9_then_resume(edir, point, fast_runs, running):
         if run_id in done_before:
             assert outcomes == ["success"], f"run {run_id} had succeeded and must not run again"
             assert Path(row["run_dir"], "tries").read_text().split() == ["1"]
-        else:
-            assert outcomes in (["success"], ["interrupted", "success"]), outcomes
     for run_id in running:
-        assert [a["outcome"] for a in by_run[run_id]] == ["interrupted", "success"]
-        assert [a["attempt"] for a in by_run[run_id]] == [1, 2]
+        tries = Path(run_row(ens, run_id)["run_dir"], "tries").read_text().split()
+        if keeper:
+            assert [a["outcome"] for a in by_run[run_id]] == ["success"], "adopted, not run again"
+            assert tries == ["1"]
+        else:
+            assert [a["outcome"] for a in by_run[run_id]] == ["interrupted", "success"]
+            assert [a["attempt"] for a in by_run[run_id]] == [1, 2] and tries == ["1", "2"]
     for run_id in set(range(1, RUNS + 1)) - running - done_before:
         assert [a["outcome"] for a in by_run[run_id]] == ["success"], "never started before the kill"
     assert not ens.store.leases()
@@ -212,9 +225,11 @@ def test_ctrl_c_of_a_blocking_execution(edir):
 def test_dead_but_unreaped_manager_does_not_block_the_next_execution(edir):
     tok = token()
     ens = create([run(1, sh(f"exec {long_sleep(tok)}"))])
-    # A manager process that is our child, which we deliberately do not reap yet.
+    # A manager process that is our child, which we deliberately do not reap yet (without a keeper,
+    # which would reap it).
     spec = options_spec(timeout=0.75, parallelism=None, allow_multiple=False, max_concurrency=None, cores=1, gpus=None)
-    child = subprocess.Popen([sys.executable, "-m", "ensemble.execution", str(ens.setup_dir), json.dumps(spec)])
+    child = subprocess.Popen([sys.executable, "-m", "ensemble.execution", str(ens.setup_dir), json.dumps(spec)],
+                             env={**os.environ, "ENSEMBLE_KEEPER": "0"})
     try:
         wait_for(lambda: open_ids(ens) == {1}, "the run to start")
         child.send_signal(signal.SIGKILL)

@@ -127,7 +127,8 @@ def test_attempt_is_committed_before_its_step_starts_and_logs_survive_resume(fdi
     ens = create([run(1, step)], app_interface="iface.py")
     run_dir = Path(run_row(ens, 1)["run_dir"])
     out1 = run_dir / "ensemble.step0.attempt1.out"
-    a = spawn_manager(ens, cores=1)
+    # Without a keeper: the killed manager's step is not adopted but killed and run again.
+    a = spawn_manager(ens, env={"ENSEMBLE_KEEPER": "0"}, cores=1)
     wait_for((run_dir / "prep_started").exists, "prep_run to start")
 
     lock = DbLock(ens)

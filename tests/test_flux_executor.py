@@ -32,6 +32,9 @@ def _install(monkeypatch, instance: fakeflux.Instance) -> None:
     for name, module in fakeflux.module(instance).items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setenv("FLUX_URI", "local:///tmp/fake-flux/local-0")
+    # The stand-in instance lives in this process's threads: the engine must run here too, not in
+    # a forked process under a keeper (a real Flux is a separate service).
+    monkeypatch.setenv("ENSEMBLE_KEEPER", "0")
 
 
 @pytest.fixture

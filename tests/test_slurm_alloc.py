@@ -49,7 +49,8 @@ def test_alloc_packs_200_mixed_runs_on_two_nodes_and_status_works_outside(edir, 
     assert job_field(slurm, job, "ExitCode") == "0:0"
     attempts = ens.attempts()
     assert len(attempts) == 200
-    assert {share["node"] for a in attempts for share in a["placement"]} == {"node1", "node2"}
+    # Two nodes (which two is Slurm's choice: other jobs may hold some).
+    assert len({share["node"] for a in attempts for share in a["placement"]}) == 2
     for node in ("node1", "node2"):
         busy = [(a["start"], a["end"], sum(len(s["cores"]) for s in a["placement"] if s["node"] == node))
                 for a in attempts]

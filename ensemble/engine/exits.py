@@ -46,6 +46,7 @@ class Exits:
         else:
             self.reactor.unwatch(fd)
         lost, error = self.executor.lost(handle), self.executor.start_error(handle)
+        ended = self.executor.ended_at(handle)
         code = self.executor.reap(handle)
         self.executor.sweep(handle)
         for timer in run.timers:
@@ -54,7 +55,8 @@ class Exits:
         self.pool.release(run.placement)
         run.placement = None
         if lost:
-            self._step_done(run, None, Outcome.INTERRUPTED, "the worker of its node died")
+            self._step_done(run, None, Outcome.INTERRUPTED, "how it ended is unknown: its node's worker, its "
+                            "keeper or its allocation is gone")
         elif error is not None:
             self._step_done(run, None, Outcome.LAUNCH_ERROR, f"step {run.step} could not start: {error}")
         else:
@@ -62,7 +64,7 @@ class Exits:
                 # Ended badly while the manager is interrupted (Slurm signals every step of the job
                 # at once): the interruption, not the run, is to blame; it runs again later.
                 run.kill_reason = KillReason.INTERRUPTED
-            self._step_done(run, code, outcome_of(code, run.kill_reason, self.config.abort_on), None)
+            self._step_done(run, code, outcome_of(code, run.kill_reason, self.config.abort_on), None, ended)
 
     def watch_channels(self) -> None:
         """Watch the executor's channels (at start) and take its lost nodes out of the pool."""
@@ -92,15 +94,17 @@ class Exits:
             self.pool.disable(node)
             self.recorder.batch.event(None, "node_lost", {"node": node})
 
-    def end_attempt(self, run: RunState, code: int | None, outcome: Outcome) -> None:
+    def end_attempt(self, run: RunState, code: int | None, outcome: Outcome, end: float | None = None) -> None:
         exit_code = code if code is not None and code >= 0 else None
         sig = -code if code is not None and code < 0 else None
-        self.recorder.batch.end_attempt(run.attempt_id, time.time(), exit_code, sig, outcome.value)
+        self.recorder.batch.end_attempt(run.attempt_id, end or time.time(), exit_code, sig, outcome.value)
 
-    def _step_done(self, run: RunState, code: int | None, outcome: Outcome, message: str | None) -> None:
-        self.end_attempt(run, code, outcome)
-        decision = after_step(run, outcome, code, self.config.max_restarts, time.time() - run.attempt_started,
-                              message)
+    def _step_done(self, run: RunState, code: int | None, outcome: Outcome, message: str | None,
+                   end: float | None = None) -> None:
+        """Record the attempt's end (``end``: when it ended, if known better than now) and act on it."""
+        end = end or time.time()
+        self.end_attempt(run, code, outcome, end)
+        decision = after_step(run, outcome, code, self.config.max_restarts, end - run.attempt_started, message)
         action = decision.action
         if action is Action.RELEASE:
             self.release_claim(run)

@@ -17,6 +17,7 @@ from typing import Any
 
 from ensemble import control
 from ensemble.config import EnsembleConfig
+from ensemble.engine.adoption import Adoption
 from ensemble.engine.drain import Drain, EngineOptions
 from ensemble.engine.ledger import Ledger
 from ensemble.engine.prefetch import UNDECIDED, Prefetcher
@@ -26,6 +27,7 @@ from ensemble.engine.runqueue import RunQueue
 from ensemble.engine.runstate import EngineState, Outcome, RunState
 from ensemble.engine.steering import Steering
 from ensemble.executors import Executor, LocalExecutor
+from ensemble.executors.local import ENV_LAUNCH
 from ensemble.hooks import ENV_MANAGER, installation_env
 from ensemble.launchers import Launcher
 from ensemble.lease import HOST, acquire
@@ -52,7 +54,7 @@ ALLOC_END_MARGIN = 10.0
 log = logging.getLogger("ensemble.engine")
 
 
-class Lifecycle(Steering, Ledger, Drain):
+class Lifecycle(Adoption, Steering, Ledger, Drain):
     """State and life of one manager; :class:`~ensemble.engine.core.Engine` adds the loop."""
 
     def __init__(self, setup_dir: Path, provider: Provider, launcher: Launcher, options: EngineOptions,
@@ -143,15 +145,20 @@ class Lifecycle(Steering, Ledger, Drain):
         self.started = time.time()
         with self.store.transaction():
             self.lease, dead = acquire(self.store, self.options.allow_multiple)
-            killed = kill_tagged([d["manager"] for d in dead if d["host"] == HOST])
+            self.leftovers, killed = self.survey_leftovers()
+            spare = [f"{ENV_LAUNCH}={h.tag}".encode() + b"\0" for _, h in self.leftovers.adopted]
+            killed += kill_tagged([d["manager"] for d in dead if d["host"] == HOST], spare)
             killed += self.executor.kill_leftovers([d["manager"] for d in dead])
             attempts, runs = self.store.recover_orphans(self.started)
             self.store.add_events([(None, "manager_started", {
                 "manager": self.lease.manager, "cores": self.pool.total_cores, "gpus": self.pool.total_gpus,
                 "gpu_ids": [g for n in self.pool.nodes for g in n.gpus], "recovered_attempts": attempts,
-                "recovered_runs": runs, "killed_leftovers": killed, "nodes": [n.name for n in self.pool.nodes],
+                "recovered_runs": runs, "killed_leftovers": killed,
+                "adopted_running": sum(h.pidfd is not None for _, h in self.leftovers.adopted),
+                "adopted_ended": sum(h.pidfd is None for _, h in self.leftovers.adopted),
+                "nodes": [n.name for n in self.pool.nodes],
                 **self.provider.describe(), **self.executor.describe()})])
-        self.recorder = Recorder(self.store, self.lease.manager)
+        self.recorder = Recorder(self.store, self.lease.manager, on_commit=self.executor.committed)
         log.info("manager %s started on %s: %d cores, %d gpus %s; %s; recovered %d interrupted attempts, "
                  "killed %d leftovers", self.lease.manager, HOST, self.pool.total_cores, self.pool.total_gpus,
                  [g for n in self.pool.nodes for g in n.gpus], self.executor.describe(), attempts, killed)
@@ -169,6 +176,7 @@ class Lifecycle(Steering, Ledger, Drain):
         applied = self._ingest()
         self.generation = self.store.generation()
         self.failed = self.store.count_failed()
+        # Stopped before it began, a manager takes nothing over: the next one finds the same leftovers.
         if applied.stop:
             self.stop("stop requested")
             return
@@ -181,6 +189,7 @@ class Lifecycle(Steering, Ledger, Drain):
         if self.launch_until is not None:
             self.reactor.call_later(self.launch_until - time.monotonic(), self._early_stop)
         self.start_hooks()
+        self.take_over(self.leftovers)
 
     def _early_stop(self) -> None:
         if self.state.launching:

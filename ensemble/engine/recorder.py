@@ -8,6 +8,7 @@ A full file system surfaces as :class:`DiskFull`, never as a traceback.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,8 @@ class Recorder:
     batch: WriteBatch = field(init=False)
     claims: list[int] = field(default_factory=list)
     starts: list[PendingStart] = field(default_factory=list)
+    #: Called after each commit (the executor reaps the attempts whose ends it carried).
+    on_commit: Callable[[], None] = lambda: None
 
     def __post_init__(self) -> None:
         self.batch = WriteBatch(self.manager)
@@ -79,6 +82,7 @@ class Recorder:
         self.batch.clear()
         self.claims.clear()
         self.starts = []
+        self.on_commit()
         return lost
 
     def heartbeat(self) -> None:

@@ -49,6 +49,8 @@ class Executor(ABC):
 
     name = "base"
     base_env: Mapping[str, str] = {}
+    #: Whether attempts a dead manager started on this host can be taken over (:meth:`adopt`).
+    can_adopt = False
 
     def set_base_env(self, env: Mapping[str, str]) -> None:
         """The environment every attempt starts from (the manager's, scrubbed by the launcher)."""
@@ -74,6 +76,9 @@ class Executor(ABC):
     def reap(self, handle: Handle) -> int:
         """Collect an ended attempt: its exit code, or minus the signal that killed it."""
 
+    def committed(self) -> None:  # noqa: B027 - only executors that hold ended attempts back need it
+        """The ends collected so far are recorded in the database (called after each flush)."""
+
     def sweep(self, handle: Handle) -> int:
         """Kill what the ended attempt left behind outside its process group; return how many."""
         return 0
@@ -96,6 +101,15 @@ class Executor(ABC):
     def lost(self, handle: Handle) -> bool:
         """Whether the attempt's end is unknown because its node's agent died (not the step's fault)."""
         return False
+
+    def adopt(self, handle: Any) -> Handle | None:
+        """Take over an attempt a dead manager started on this host (an
+        :class:`~ensemble.executors.adopted.AdoptedHandle`); None where this executor cannot."""
+        return None
+
+    def ended_at(self, handle: Handle) -> float | None:
+        """When the attempt ended, where the executor knows it better than the time it is collected."""
+        return None
 
     def start_error(self, handle: Handle) -> str | None:
         """Why an attempt that was started asynchronously never ran, once it has ended."""

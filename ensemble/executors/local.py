@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ensemble.executors import adopted
+from ensemble.executors.adopted import AdoptedHandle
 from ensemble.executors.base import Executor, Handle, Launch
 
 #: Environment variable naming the attempt a process belongs to (inherited by all it starts).
@@ -100,8 +102,10 @@ class LocalExecutor(Executor):
     """Runs each attempt as a new session on this host."""
 
     name = "local"
+    can_adopt = True
     subreaper: bool = False
     live: dict[int, LocalHandle] = field(default_factory=dict)
+    unreaped: list[LocalHandle] = field(default_factory=list)
     doomed: set[int] = field(default_factory=set)
     #: Called in each attempt's child between fork and exec (the node-local worker asks for
     #: SIGKILL at its own death there); None keeps the fast spawn path.
@@ -155,10 +159,16 @@ class LocalExecutor(Executor):
             time.sleep(delay)
         return start()
 
-    def fileno(self, handle: Handle) -> int:
+    def adopt(self, handle: AdoptedHandle) -> AdoptedHandle:
+        """Take over an attempt a dead manager started on this host (see :mod:`.adopted`)."""
+        return handle
+
+    def fileno(self, handle: Handle) -> int | None:
         return handle.pidfd
 
     def exited(self, handle: Handle) -> bool:
+        if isinstance(handle, AdoptedHandle):
+            return handle.exited()
         try:
             return os.waitid(os.P_PIDFD, handle.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
         except ChildProcessError:
@@ -170,14 +180,39 @@ class LocalExecutor(Executor):
         _killpg(handle.pid, sig)
         return True
 
+    def lost(self, handle: Handle) -> bool:
+        return isinstance(handle, AdoptedHandle) and handle.code() is None
+
+    def ended_at(self, handle: Handle) -> float | None:
+        record = handle.record if isinstance(handle, AdoptedHandle) else None
+        return None if record is None else float(record["end"])
+
     def reap(self, handle: Handle) -> int:
+        """The attempt's status, read without reaping it: the zombie stays until :meth:`committed`,
+        so if this manager dies before its end is recorded, the keeper gets the status instead."""
+        if isinstance(handle, AdoptedHandle):
+            return adopted.finish(handle)
         _killpg(handle.pid, signal.SIGKILL)
-        code = handle.popen.wait()
-        os.close(handle.pidfd)
-        self.live.pop(handle.pid, None)
-        return code
+        try:
+            info = os.waitid(os.P_PIDFD, handle.pidfd, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            info = None
+        self.unreaped.append(handle)
+        if info is None:
+            return handle.popen.wait()
+        return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+    def committed(self) -> None:
+        """Reap the attempts whose ends are now recorded."""
+        for handle in self.unreaped:
+            handle.popen.wait()
+            os.close(handle.pidfd)
+            self.live.pop(handle.pid, None)
+        self.unreaped.clear()
 
     def sweep(self, handle: Handle) -> int:
+        if isinstance(handle, AdoptedHandle):
+            return kill_launched({handle.tag})
         if not self.subreaper:
             return 0
         needle = f"{ENV_LAUNCH}={handle.tag}".encode() + b"\0"
@@ -200,6 +235,7 @@ class LocalExecutor(Executor):
         return killed
 
     def close(self) -> None:
+        self.committed()
         os.close(self.devnull)
         for pid in list(self.doomed):
             _reap_if_dead(pid, self.doomed)

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 
-from ensemble.executors.base import Launch
+from ensemble.executors.adopted import AdoptedHandle
+from ensemble.executors.base import Handle, Launch
 from ensemble.executors.local import LocalExecutor, LocalHandle
 
 #: Job steps created per second at most (``ENSEMBLE_SRUN_RATE`` overrides).  A burst of thousands
@@ -14,6 +16,8 @@ from ensemble.executors.local import LocalExecutor, LocalHandle
 SRUN_RATE = 60.0
 #: Steps that may start at once after a quiet spell.
 SRUN_BURST = 60
+#: How long an answer "the allocation still runs" is trusted (failing sruns ask at most this often).
+ALIVE_CACHE_SECONDS = 5.0
 
 
 def srun_rate() -> float:
@@ -32,6 +36,8 @@ class SrunExecutor(LocalExecutor):
     name = "srun"
     rate: float = 0.0
     burst: int = SRUN_BURST
+    alive_until: float = 0.0
+    gone: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -55,6 +61,37 @@ class SrunExecutor(LocalExecutor):
         self._refill()
         self.tokens -= 1
         return super().start(launch)
+
+    def lost(self, handle: Handle) -> bool:
+        """An srun that failed because the job is being cancelled or has ended ("job has expired")
+        says nothing about its step: its run is interrupted, not failed."""
+        if isinstance(handle, AdoptedHandle) or not isinstance(handle, LocalHandle):
+            return super().lost(handle)
+        try:
+            info = os.waitid(os.P_PIDFD, handle.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False
+        if info is None or (info.si_code == os.CLD_EXITED and info.si_status == 0):
+            return False
+        return not self._allocation_running()
+
+    def _allocation_running(self) -> bool:
+        job = os.environ.get("SLURM_JOB_ID")
+        if job is None or self.gone:
+            return not self.gone
+        if time.monotonic() < self.alive_until:
+            return True
+        try:
+            done = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return True
+        if done.returncode != 0 and "invalid job id" not in done.stderr.lower():
+            return True  # slurmctld did not answer: no reason to blame the allocation
+        if done.stdout.strip() == "RUNNING":
+            self.alive_until = time.monotonic() + ALIVE_CACHE_SECONDS
+            return True
+        self.gone = True
+        return False
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "srun_rate": self.rate, "srun_burst": self.burst}

@@ -99,6 +99,21 @@ class ExecutionQueries:
             "AND claimed_by NOT IN (SELECT manager FROM leases)").rowcount
         return attempts, runs
 
+    def orphaned_attempts(self, host: str) -> list[dict[str, Any]]:
+        """Open attempts on ``host`` of managers that hold no lease (what :meth:`recover_orphans` closes)."""
+        keys = ("id", "run_id", "step", "attempt", "pid", "start", "manager", "placement")
+        rows = self.conn.execute(
+            "SELECT id, run_id, step, attempt, pid, start, manager, placement FROM attempts WHERE end IS NULL "
+            "AND host=? AND manager NOT IN (SELECT manager FROM leases) ORDER BY id", (host,))
+        return [dict(zip(keys, row)) for row in rows]
+
+    def adopt_attempts(self, manager: str, adopted: Sequence[tuple[int, int, int]]) -> None:
+        """Hand open attempts ``(attempt id, run id, pid)`` and their runs to ``manager`` (inside
+        the transaction that took its lease)."""
+        self.conn.executemany("UPDATE attempts SET manager=?, pid=? WHERE id=?",
+                              [(manager, pid, attempt_id) for attempt_id, _, pid in adopted])
+        self.conn.executemany("UPDATE runs SET claimed_by=? WHERE id=?", [(manager, run_id) for _, run_id, _ in adopted])
+
     def count_failed(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status=?", (int(RunStatus.FAILURE),)).fetchone()[0]
 

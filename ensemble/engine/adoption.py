@@ -1,0 +1,176 @@
+"""Taking over what dead managers left on this host, so finished work is never run again.
+
+At start, inside the transaction that takes the lease, each attempt a dead manager left open
+on this host is one of three things:
+
+* **ended** while no manager ran: its keeper (:mod:`ensemble.keeper`) recorded the exit; the
+  attempt ends with that status and its run moves on (next step, ``post_run``, result);
+* **still running** under its live keeper: the new manager adopts it (pidfd, timeout from its
+  recorded start, signals to its process group) and handles its end like any other;
+* **lost** (no keeper, no record): killed if anything of it is left, recorded as interrupted
+  and run again, as before.
+
+Steps are found by their environment (``ENSEMBLE_SETUP_DIR`` and the launch tag
+``<manager>/<run>.<attempt>``), so a step adopted once can be adopted again after a second crash.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ensemble.engine.reactor import Source
+from ensemble.engine.runstate import Phase
+from ensemble.executors.adopted import AdoptedHandle, find_record, launch_key, read_exits
+from ensemble.executors.local import ENV_LAUNCH, kill_launched
+from ensemble.hooks import ENV_SETUP_DIR
+from ensemble.keeper import EXITS_DIR
+from ensemble.lease import HOST, process_start_time
+
+log = logging.getLogger("ensemble.engine")
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    sid: int
+    start: int
+    tag: str
+
+
+@dataclass
+class Survey:
+    """What is left on this host of the dead managers' open attempts."""
+
+    adopted: list[tuple[dict[str, Any], AdoptedHandle]] = field(default_factory=list)
+    #: Launch tags of lost attempts whose processes are still there (to be killed).
+    doomed: set[str] = field(default_factory=set)
+
+
+def survey(setup_dir: Path, attempts: list[dict[str, Any]]) -> Survey:
+    """Sort the open ``attempts`` (of dead managers, on this host) into ended, running and lost.
+    Processes are looked at before the keepers' records, so a step that ends in between is found
+    in the records."""
+    if not attempts:
+        return Survey()
+    procs = _our_processes(str(setup_dir))
+    mains = {a["id"]: _main_process(procs.get((a["run_id"], a["attempt"]), []), a["pid"]) for a in attempts}
+    pidfds = {a_id: _pidfd(p.pid) for a_id, p in mains.items() if p is not None}
+    keepers, records = _keepers_and_records(Path(setup_dir) / EXITS_DIR)
+    out = Survey()
+    for a in attempts:
+        main, fd = mains[a["id"]], pidfds.get(a["id"])
+        tag = main.tag if main is not None else f"{a['manager']}/{a['run_id']}.{a['attempt']}"
+        record = find_record(records, a["run_id"], a["attempt"], a["pid"] if main is None else main.pid)
+        keeper = keepers.get(main.ppid) if main is not None else None
+        if record is not None:
+            _close(fd)
+            out.adopted.append((a, AdoptedHandle(pid=main.pid if main else a["pid"], tag=tag, run_id=a["run_id"],
+                                                 attempt=a["attempt"], record=record)))
+        elif fd is not None and keeper is not None:
+            out.adopted.append((a, AdoptedHandle(pid=main.pid, pidfd=fd, tag=tag, run_id=a["run_id"],
+                                                 attempt=a["attempt"], exits=keeper[0], keeper=keeper[1])))
+        else:
+            _close(fd)
+            if main is not None:
+                out.doomed.add(main.tag)
+    return out
+
+
+def _our_processes(setup_dir: str) -> dict[tuple[int, int], list[Proc]]:
+    """Live processes started for attempts of this ensemble, by (run id, attempt)."""
+    needle = f"{ENV_SETUP_DIR}={setup_dir}".encode() + b"\0"
+    prefix = f"{ENV_LAUNCH}=".encode()
+    found: dict[tuple[int, int], list[Proc]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as env_file:
+                env = env_file.read() + b"\0"
+            if needle not in env:
+                continue
+            with open(f"/proc/{entry.name}/stat", encoding="utf-8") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        tag = next((item[len(prefix):].decode(errors="replace") for item in env.split(b"\0")
+                    if item.startswith(prefix)), None)
+        key = launch_key(tag)
+        if key is not None and fields[0] not in ("Z", "X"):
+            found.setdefault(key, []).append(Proc(int(entry.name), int(fields[1]), int(fields[3]), int(fields[19]), tag))
+    return found
+
+
+def _main_process(procs: list[Proc], pid: int | None) -> Proc | None:
+    """The process the manager started: the recorded pid, else the oldest session leader."""
+    for proc in procs:
+        if proc.pid == pid:
+            return proc
+    leaders = sorted((p for p in procs if p.sid == p.pid), key=lambda p: (p.start, p.pid))
+    return leaders[0] if leaders else None
+
+
+def _keepers_and_records(exits_dir: Path) -> tuple[dict[int, tuple[Path, tuple[int, str]]], list[dict[str, Any]]]:
+    """Live keepers of this host (by pid: their exits file and identity) and every record."""
+    keepers, records = {}, []
+    for path in sorted(exits_dir.glob(f"{HOST}-*.jsonl")) if exits_dir.is_dir() else []:
+        header, lines = read_exits(path)
+        records.extend(lines)
+        if header is not None and process_start_time(int(header["keeper"])) == header["keeper_start"]:
+            keepers[int(header["keeper"])] = (path, (int(header["keeper"]), header["keeper_start"]))
+    return keepers, records
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+class Adoption:
+    """Mixed into the engine: takes over the attempts of :func:`survey` once hooks can run."""
+
+    def survey_leftovers(self) -> tuple[Survey, int]:
+        """Inside the lease's transaction (after dead leases were dropped): adopt what managers
+        without a lease left open here; return the survey and how many lost attempts' processes
+        were killed."""
+        if not self.executor.can_adopt:
+            return Survey(), 0
+        found = survey(self.setup_dir, self.store.orphaned_attempts(HOST))
+        self.store.adopt_attempts(self.lease.manager, [(a["id"], a["run_id"], h.pid) for a, h in found.adopted])
+        return found, kill_launched(found.doomed) if found.doomed else 0
+
+    def take_over(self, found: Survey) -> None:
+        """Hold the adopted attempts' runs: end those that ended, watch those still running."""
+        for attempt, handle in found.adopted:
+            run = self.load_runs([attempt["run_id"]])[0]
+            self.runs[run.id] = run
+            self.claimed(run)
+            run.prepared, run.phase = True, Phase.STEP
+            run.attempt_id, run.attempt_started = attempt["id"], attempt["start"]
+            run.placement = self.pool.reserve(json.loads(attempt["placement"] or "[]"))
+            run.handle = self.executor.adopt(handle)
+            if handle.pidfd is None:
+                self._on_exit(run)
+                continue
+            self.reactor.watch(handle.pidfd, Source.STEP, run)
+            timeout = run.current.timeout
+            if timeout:
+                left = max(0.0, timeout * 60 - (time.time() - attempt["start"]))
+                run.timers.append(self.reactor.call_later(
+                    left, lambda r=run, attempt_id=attempt["id"]: self._on_timeout(r, attempt_id)))
+        if found.adopted:
+            log.info("took over %d attempts of dead managers: %d had ended, %d still run", len(found.adopted),
+                     sum(h.pidfd is None for _, h in found.adopted), sum(h.pidfd is not None for _, h in found.adopted))

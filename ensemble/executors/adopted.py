@@ -1,0 +1,119 @@
+"""Steps a dead manager started on this host, taken over by the next one.
+
+The new manager is not their parent, so it watches each through a pidfd and learns how it
+ended from the record its keeper (:mod:`ensemble.keeper`) writes before reaping it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ensemble.executors.base import Handle
+from ensemble.lease import process_start_time
+
+#: How long to wait for the keeper's record of an adopted step that has ended.
+RECORD_WAIT_SECONDS = 5.0
+
+
+@dataclass(eq=False)
+class AdoptedHandle(Handle):
+    """An attempt of a dead manager: still running (``pidfd``) or already ended (``record``)."""
+
+    pid: int | None = None
+    pidfd: int | None = None
+    tag: str = ""
+    run_id: int = 0
+    attempt: int = 0
+    #: The keeper's exits file and its (pid, start time), for an attempt still running.
+    exits: Path | None = None
+    keeper: tuple[int, str] | None = None
+    record: dict[str, Any] | None = None
+    waited: bool = False
+
+    def exited(self) -> bool:
+        if self.pidfd is None:
+            return True
+        return bool(select.select([self.pidfd], [], [], 0)[0])
+
+    def code(self) -> int | None:
+        """The exit code, or minus the signal; None when no keeper recorded the end."""
+        record = self.await_record()
+        if record is None:
+            return None
+        return -int(record["signal"]) if "signal" in record else int(record["exit"])
+
+    def await_record(self) -> dict[str, Any] | None:
+        """The keeper's record of this ended attempt (it is written just after the pidfd fires)."""
+        if self.record is not None or self.waited or self.exits is None:
+            return self.record
+        self.waited = True
+        deadline = time.monotonic() + RECORD_WAIT_SECONDS
+        while self.record is None:
+            self.record = find_record(read_exits(self.exits)[1], self.run_id, self.attempt, self.pid)
+            if self.record is not None or time.monotonic() > deadline or not self._keeper_alive():
+                break
+            time.sleep(0.005)
+        if self.record is None:
+            self.record = find_record(read_exits(self.exits)[1], self.run_id, self.attempt, self.pid)
+        return self.record
+
+    def _keeper_alive(self) -> bool:
+        return self.keeper is not None and process_start_time(self.keeper[0]) == self.keeper[1]
+
+
+def read_exits(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """A keeper's exits file: its header and its complete records."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None, []
+    lines = [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n") and line.strip()]
+    if not lines or "keeper" not in lines[0]:
+        return None, lines
+    return lines[0], lines[1:]
+
+
+def launch_key(tag: str | None) -> tuple[int, int] | None:
+    """``(run id, attempt)`` from a launch tag ``<manager>/<run>.<attempt>``."""
+    if not tag or "/" not in tag:
+        return None
+    run, _, attempt = tag.rsplit("/", 1)[1].partition(".")
+    return (int(run), int(attempt)) if run.isdigit() and attempt.isdigit() else None
+
+
+def find_record(records: list[dict[str, Any]], run_id: int, attempt: int, pid: int | None) -> dict[str, Any] | None:
+    """The record of the attempt's main process: the one with its pid, else the oldest with its tag."""
+    key = (run_id, attempt)
+    for record in records:
+        if pid is not None and record.get("pid") == pid and launch_key(record.get("tag")) in (None, key):
+            return record
+    mine = [r for r in records if launch_key(r.get("tag")) == key]
+    return min(mine, key=lambda r: int(r.get("start") or 0), default=None)
+
+
+def signal_group(handle: AdoptedHandle, sig: int) -> None:
+    """Send ``sig`` to the adopted attempt's process group (its pid leads it)."""
+    if handle.pid is None:
+        return
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(handle.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def finish(handle: AdoptedHandle) -> int:
+    """Collect an ended adopted attempt: kill what is left of its group, close its pidfd, and
+    return its code (SIGKILL's when its end was never recorded: see ``lost``)."""
+    code = handle.code()
+    signal_group(handle, signal.SIGKILL)
+    if handle.pidfd is not None:
+        os.close(handle.pidfd)
+        handle.pidfd = None
+    return -signal.SIGKILL if code is None else code
