@@ -16,6 +16,7 @@ adopts the steps still running and takes the recorded exits as the ends of their
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import signal
@@ -130,8 +131,12 @@ def _read_messages(read: int) -> list[dict[str, Any]]:
 def write_header(setup_dir: Path, engine_pid: int, keeper_pid: int) -> None:
     """The exits file's first line: which process keeps the engine (written by the engine at ready)."""
     path = exits_path(setup_dir, HOST, engine_pid)
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps({"keeper": keeper_pid, "keeper_start": process_start_time(keeper_pid)}) + "\n")
+    try:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({"keeper": keeper_pid, "keeper_start": process_start_time(keeper_pid)}) + "\n")
+    except OSError as exc:  # a full disk: the manager runs on; after a crash its steps run again
+        logging.getLogger("ensemble.engine").warning("cannot write %s (%s): steps left running by a crash of "
+                                                     "this manager will not be adopted", path, exc)
 
 
 def _collect_orphans(path: Path, manager: str, before: set[int]) -> None:
@@ -178,10 +183,14 @@ def _record_exit(path: Path, pid: int, tag: str | None) -> int:
         record["exit"] = info.si_status
     else:
         record["signal"] = info.si_status
-    with open(path, "a", encoding="utf-8") as out:
-        out.write(json.dumps(record) + "\n")
+    written = 1
+    try:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+    except OSError:  # a full disk: the next manager finds no record and runs the attempt again
+        written = 0
     os.waitpid(pid, 0)
-    return 1
+    return written
 
 
 def _children() -> list[int]:

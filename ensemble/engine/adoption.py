@@ -66,7 +66,8 @@ def survey(setup_dir: Path, attempts: list[dict[str, Any]]) -> Survey:
     for a in attempts:
         main, fd = mains[a["id"]], pidfds.get(a["id"])
         tag = main.tag if main is not None else f"{a['manager']}/{a['run_id']}.{a['attempt']}"
-        record = find_record(records, a["run_id"], a["attempt"], a["pid"] if main is None else main.pid)
+        record = find_record(records, a["run_id"], a["attempt"], a["pid"] if main is None else main.pid,
+                             _manager_pid(a["manager"]))
         keeper = keepers.get(main.ppid) if main is not None else None
         if record is not None:
             _close(fd)
@@ -121,10 +122,17 @@ def _keepers_and_records(exits_dir: Path) -> tuple[dict[int, tuple[Path, tuple[i
     keepers, records = {}, []
     for path in sorted(exits_dir.glob(f"{HOST}-*.jsonl")) if exits_dir.is_dir() else []:
         header, lines = read_exits(path)
-        records.extend(lines)
+        engine = path.stem.rsplit("-", 1)[1]
+        records.extend({**line, "engine": int(engine)} for line in lines if engine.isdigit())
         if header is not None and process_start_time(int(header["keeper"])) == header["keeper_start"]:
             keepers[int(header["keeper"])] = (path, (int(header["keeper"]), header["keeper_start"]))
     return keepers, records
+
+
+def _manager_pid(manager: str) -> int | None:
+    """The pid in a manager id ``<host>:<pid>:<nonce>``."""
+    parts = manager.rsplit(":", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
 
 def _pidfd(pid: int) -> int | None:

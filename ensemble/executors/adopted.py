@@ -87,14 +87,22 @@ def launch_key(tag: str | None) -> tuple[int, int] | None:
     return (int(run), int(attempt)) if run.isdigit() and attempt.isdigit() else None
 
 
-def find_record(records: list[dict[str, Any]], run_id: int, attempt: int, pid: int | None) -> dict[str, Any] | None:
-    """The record of the attempt's main process: the one with its pid, else the oldest with its tag."""
-    key = (run_id, attempt)
+def find_record(records: list[dict[str, Any]], run_id: int, attempt: int, pid: int | None = None,
+                manager_pid: int | None = None) -> dict[str, Any] | None:
+    """The record of the attempt's main process: the oldest with its launch tag, else (a step
+    that had just ended when its manager died, so the keeper could not read its tag) the
+    untagged record of its pid in the exits file of the manager that started it."""
+    mine = [r for r in records if launch_key(r.get("tag")) == (run_id, attempt)]
+    if mine:
+        for record in mine:
+            if pid is not None and record.get("pid") == pid:
+                return record
+        return min(mine, key=lambda r: int(r.get("start") or 0))
     for record in records:
-        if pid is not None and record.get("pid") == pid and launch_key(record.get("tag")) in (None, key):
+        if (pid is not None and record.get("tag") is None and record.get("pid") == pid
+                and manager_pid is not None and record.get("engine") == manager_pid):
             return record
-    mine = [r for r in records if launch_key(r.get("tag")) == key]
-    return min(mine, key=lambda r: int(r.get("start") or 0), default=None)
+    return None
 
 
 def signal_group(handle: AdoptedHandle, sig: int) -> None:

@@ -1,0 +1,52 @@
+"""The pure parts of adoption: launch tags, keeper records, placements taken over."""
+from __future__ import annotations
+
+import json
+
+from ensemble.executors.adopted import find_record, launch_key, read_exits
+from ensemble.resources import Node, Pool
+
+
+def test_launch_key_reads_run_and_attempt_from_the_tag():
+    assert launch_key("vm:12:ab12cd34/17.3") == (17, 3)
+    assert launch_key("host.with.dots:1:x/2.10") == (2, 10)
+    assert launch_key(None) is None
+    assert launch_key("no-slash") is None
+    assert launch_key("m/x.1") is None
+
+
+def test_find_record_prefers_the_recorded_pid_then_the_oldest_process_of_the_attempt():
+    records = [
+        {"pid": 50, "start": "900", "tag": "m/1.1", "exit": 0, "engine": 7},  # an escaped child, started later
+        {"pid": 40, "start": "800", "tag": "m/1.1", "exit": 3, "engine": 7},  # the step itself
+        {"pid": 41, "start": "100", "tag": "m/2.1", "exit": 0, "engine": 7},
+        {"pid": 60, "start": "50", "tag": None, "signal": 9, "engine": 7},    # ended before the keeper read it
+    ]
+    assert find_record(records, 1, 1)["pid"] == 40
+    assert find_record(records, 1, 1, 50)["pid"] == 50
+    assert find_record(records, 3, 1, 60, manager_pid=7)["pid"] == 60, "untagged: by pid, in its manager's file"
+    assert find_record(records, 3, 1, 60, manager_pid=8) is None, "another manager's pid 60 is another process"
+    assert find_record(records, 2, 1, 60, manager_pid=7)["pid"] == 41, "the attempt's own tag wins"
+    assert find_record(records, 1, 2) is None
+
+
+def test_read_exits_ignores_a_line_still_being_written(tmp_path):
+    path = tmp_path / "vm-1.jsonl"
+    header = {"keeper": 1, "keeper_start": "5"}
+    path.write_text(json.dumps(header) + "\n" + json.dumps({"pid": 2, "tag": "m/1.1", "exit": 0}) + "\n"
+                    + '{"pid": 3, "ta')
+    assert read_exits(path) == (header, [{"pid": 2, "tag": "m/1.1", "exit": 0}])
+    assert read_exits(tmp_path / "missing.jsonl") == (None, [])
+
+
+def test_reserve_takes_exactly_the_free_part_of_an_earlier_placement():
+    pool = Pool((Node("n1", (0, 1, 2, 3), ("0", "1")),))
+    held = pool.allocate(1, 1, 0)
+    assert held.cores == (0,)
+    placement = pool.reserve([{"node": "n1", "tasks": 2, "cores": [0, 1, 2], "gpus": ["1"]},
+                              {"node": "gone", "tasks": 1, "cores": [0], "gpus": []}])
+    assert [(s.node, s.cores, s.gpus) for s in placement.shares] == [("n1", (1, 2), ("1",))]
+    assert pool.free_cores["n1"] == [3] and pool.free_gpus["n1"] == ["0"]
+    pool.release(placement)
+    pool.release(held)
+    assert pool.free_cores["n1"] == [0, 1, 2, 3] and pool.free_gpus["n1"] == ["0", "1"]
