@@ -143,10 +143,11 @@ def _collect_orphans(path: Path, manager: str, before: set[int]) -> None:
     """Wait for the dead engine's steps that were reparented here, recording each exit; remove
     the exits file when the engine left none (it ended cleanly).  Children this process had
     before the engine started are never touched; a new child whose environment cannot be read
-    any more (it has just ended) is recorded by pid."""
+    any more (it has just ended) is recorded by pid.  Once the steps that had already ended
+    are recorded, a ``settled`` line tells a manager starting now that the records are there."""
     needle = f"{ENV_MANAGER}={manager}".encode() + b"\0"
     watched: dict[int, tuple[int, str | None]] = {}
-    poller, recorded = select.poll(), 0
+    poller, recorded, settled = select.poll(), 0, False
     while True:
         for pid in _children():
             if pid in watched or pid in before:
@@ -163,13 +164,15 @@ def _collect_orphans(path: Path, manager: str, before: set[int]) -> None:
                 before.add(pid)
         if not watched:
             break
-        ready = {fd for fd, _ in poller.poll(1000)}
+        ready = {fd for fd, _ in poller.poll(0 if not settled else 1000)}
         for pid, (fd, tag) in list(watched.items()):
             if fd in ready:
                 recorded += _record_exit(path, pid, tag)
                 poller.unregister(fd)
                 os.close(fd)
                 del watched[pid]
+        if not settled:
+            settled = _append(path, {"settled": time.time()})
     if not recorded and path.is_file():
         path.unlink()
 
@@ -183,14 +186,20 @@ def _record_exit(path: Path, pid: int, tag: str | None) -> int:
         record["exit"] = info.si_status
     else:
         record["signal"] = info.si_status
-    written = 1
+    written = _append(path, record)
+    os.waitpid(pid, 0)
+    return int(written)
+
+
+def _append(path: Path, record: dict[str, Any]) -> bool:
+    """Append one JSON line; False on a full disk (the next manager then finds no record and
+    runs the attempt again)."""
     try:
         with open(path, "a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
-    except OSError:  # a full disk: the next manager finds no record and runs the attempt again
-        written = 0
-    os.waitpid(pid, 0)
-    return written
+    except OSError:
+        return False
+    return True
 
 
 def _children() -> list[int]:

@@ -25,12 +25,14 @@ from typing import Any
 
 from ensemble.engine.reactor import Source
 from ensemble.engine.runstate import Phase
-from ensemble.executors.adopted import AdoptedHandle, find_record, launch_key, read_exits
+from ensemble.executors.adopted import AdoptedHandle, find_record, launch_key, read_exits, settled
 from ensemble.executors.local import ENV_LAUNCH, kill_launched
 from ensemble.hooks import ENV_SETUP_DIR
 from ensemble.keeper import EXITS_DIR
 from ensemble.lease import HOST, process_start_time
 
+#: How long a starting manager waits for the keepers of managers that just died.
+KEEPER_WAIT_SECONDS = 5.0
 log = logging.getLogger("ensemble.engine")
 
 
@@ -81,6 +83,27 @@ def survey(setup_dir: Path, attempts: list[dict[str, Any]]) -> Survey:
             if main is not None:
                 out.doomed.add(main.tag)
     return out
+
+
+def wait_for_keepers(setup_dir: Path, timeout: float = KEEPER_WAIT_SECONDS) -> None:
+    """Before a survey: let the keepers of managers that just died record the steps that had
+    already ended (a few milliseconds; bounded by ``timeout``)."""
+    exits_dir = Path(setup_dir) / EXITS_DIR
+    if not exits_dir.is_dir():
+        return
+    waiting = []
+    for path in exits_dir.glob(f"{HOST}-*.jsonl"):
+        header, _ = read_exits(path)
+        engine = path.stem.rsplit("-", 1)[1]
+        if (header is not None and engine.isdigit() and process_start_time(int(engine)) is None
+                and process_start_time(int(header["keeper"])) == header["keeper_start"]):
+            waiting.append((path, int(header["keeper"]), header["keeper_start"]))
+    deadline = time.monotonic() + timeout
+    while waiting and time.monotonic() < deadline:
+        waiting = [(path, pid, start) for path, pid, start in waiting
+                   if not settled(path) and process_start_time(pid) == start]
+        if waiting:
+            time.sleep(0.01)
 
 
 def _our_processes(setup_dir: str) -> dict[tuple[int, int], list[Proc]]:
@@ -149,6 +172,11 @@ def _close(fd: int | None) -> None:
 
 class Adoption:
     """Mixed into the engine: takes over the attempts of :func:`survey` once hooks can run."""
+
+    def await_keepers(self) -> None:
+        """Before taking the lease: give keepers of managers that just died time to record."""
+        if self.executor.can_adopt:
+            wait_for_keepers(self.setup_dir)
 
     def survey_leftovers(self) -> tuple[Survey, int]:
         """Inside the lease's transaction (after dead leases were dropped): adopt what managers

@@ -142,6 +142,7 @@ class Lifecycle(Adoption, Steering, Ledger, Drain):
             self.launch_until = self.deadline - self.options.early_stop * 60
 
     def _acquire(self) -> None:
+        self.await_keepers()
         self.started = time.time()
         with self.store.transaction():
             self.lease, dead = acquire(self.store, self.options.allow_multiple)

@@ -75,8 +75,16 @@ def read_exits(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]
         return None, []
     lines = [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n") and line.strip()]
     if not lines or "keeper" not in lines[0]:
-        return None, lines
-    return lines[0], lines[1:]
+        return None, [line for line in lines if "pid" in line]
+    return lines[0], [line for line in lines[1:] if "pid" in line]
+
+
+def settled(path: Path) -> bool:
+    """Whether a keeper has recorded every step that had ended when its manager died."""
+    try:
+        return '"settled"' in path.read_text(encoding="utf-8")
+    except OSError:
+        return True
 
 
 def launch_key(tag: str | None) -> tuple[int, int] | None:
