@@ -203,16 +203,14 @@ def _append(path: Path, record: dict[str, Any]) -> bool:
 
 
 def _children() -> list[int]:
-    """Pids whose parent is this process (from /proc)."""
-    me, found = str(os.getpid()), []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat", encoding="utf-8") as stat:
-                    if stat.read().rsplit(")", 1)[1].split()[1] == me:
-                        found.append(int(entry.name))
-            except (OSError, IndexError):
-                continue
+    """Pids whose parent is this process (every thread's children; orphans go to the main thread's)."""
+    found = []
+    for task in os.scandir("/proc/self/task"):
+        try:
+            with open(f"{task.path}/children", encoding="ascii") as children:
+                found.extend(int(pid) for pid in children.read().split())
+        except OSError:
+            continue
     return found
 
 
