@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ensemble import errors
-from ensemble.executors.local import ENV_LAUNCH, become_subreaper, die_with_parent
+from ensemble.executors.local import become_subreaper, die_with_parent, launch_tag, process_environ
 from ensemble.hooks import ENV_MANAGER
 from ensemble.lease import HOST, process_start_time
 
@@ -152,13 +152,13 @@ def _collect_orphans(path: Path, manager: str, before: set[int]) -> None:
         for pid in _children():
             if pid in watched or pid in before:
                 continue
-            env = _environ(pid)
+            env = process_environ(pid)
             if needle in env or not env.strip(b"\0"):
                 try:
                     fd = os.pidfd_open(pid)
                 except ProcessLookupError:
                     continue
-                watched[pid] = (fd, _launch_tag(env))
+                watched[pid] = (fd, launch_tag(env))
                 poller.register(fd, select.POLLIN)
             else:
                 before.add(pid)
@@ -212,22 +212,6 @@ def _children() -> list[int]:
         except OSError:
             continue
     return found
-
-
-def _environ(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as env:
-            return env.read() + b"\0"
-    except OSError:
-        return b""
-
-
-def _launch_tag(env: bytes) -> str | None:
-    prefix = f"{ENV_LAUNCH}=".encode()
-    for item in env.split(b"\0"):
-        if item.startswith(prefix):
-            return item[len(prefix):].decode(errors="replace")
-    return None
 
 
 def _kill(pid: int, sig: int) -> None:

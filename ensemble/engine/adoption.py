@@ -26,7 +26,7 @@ from typing import Any
 from ensemble.engine.reactor import Source
 from ensemble.engine.runstate import Phase
 from ensemble.executors.adopted import AdoptedHandle, find_record, launch_key, read_exits, settled
-from ensemble.executors.local import ENV_LAUNCH, kill_launched
+from ensemble.executors.local import kill_launched, launch_tag, process_environ
 from ensemble.hooks import ENV_SETUP_DIR
 from ensemble.keeper import EXITS_DIR
 from ensemble.lease import HOST, process_start_time
@@ -109,22 +109,19 @@ def wait_for_keepers(setup_dir: Path, timeout: float = KEEPER_WAIT_SECONDS) -> N
 def _our_processes(setup_dir: str) -> dict[tuple[int, int], list[Proc]]:
     """Live processes started for attempts of this ensemble, by (run id, attempt)."""
     needle = f"{ENV_SETUP_DIR}={setup_dir}".encode() + b"\0"
-    prefix = f"{ENV_LAUNCH}=".encode()
     found: dict[tuple[int, int], list[Proc]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
+        env = process_environ(int(entry.name))
+        if needle not in env:
+            continue
         try:
-            with open(f"/proc/{entry.name}/environ", "rb") as env_file:
-                env = env_file.read() + b"\0"
-            if needle not in env:
-                continue
             with open(f"/proc/{entry.name}/stat", encoding="utf-8") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        tag = next((item[len(prefix):].decode(errors="replace") for item in env.split(b"\0")
-                    if item.startswith(prefix)), None)
+        tag = launch_tag(env)
         key = launch_key(tag)
         if key is not None and fields[0] not in ("Z", "X"):
             found.setdefault(key, []).append(Proc(int(entry.name), int(fields[1]), int(fields[3]), int(fields[19]), tag))

@@ -78,7 +78,7 @@ def kill_launched(tags: set[str]) -> int:
     needles = [f"{ENV_LAUNCH}={tag}".encode() + b"\0" for tag in tags]
     killed = 0
     for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and any(n in _environ(int(entry.name)) for n in needles):
+        if entry.name.isdigit() and any(n in process_environ(int(entry.name)) for n in needles):
             _killpg(int(entry.name), signal.SIGKILL)
             _kill(int(entry.name), signal.SIGKILL)
             killed += 1
@@ -223,7 +223,7 @@ class LocalExecutor(Executor):
             if pid in self.doomed:
                 _reap_if_dead(pid, self.doomed)
                 continue
-            if needle in _environ(pid):
+            if needle in process_environ(pid):
                 _killpg(pid, signal.SIGKILL)
                 _kill(pid, signal.SIGKILL)
                 self.doomed.add(pid)
@@ -268,12 +268,22 @@ def _children() -> list[int]:
         os.close(fd)
 
 
-def _environ(pid: int) -> bytes:
+def process_environ(pid: int) -> bytes:
+    """A process's environment as in /proc (NUL-terminated entries; empty once it has ended)."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as env:
             return env.read() + b"\0"
     except OSError:
         return b""
+
+
+def launch_tag(env: bytes) -> str | None:
+    """The ``ENSEMBLE_LAUNCH`` tag in an environment read by :func:`process_environ`."""
+    prefix = f"{ENV_LAUNCH}=".encode()
+    for item in env.split(b"\0"):
+        if item.startswith(prefix):
+            return item[len(prefix):].decode(errors="replace")
+    return None
 
 
 def _is_orphan_zombie(pid: int) -> bool:
