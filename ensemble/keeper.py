@@ -34,6 +34,9 @@ from ensemble.lease import HOST, process_start_time
 
 EXITS_DIR = "exits"
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: After the engine's death the keeper looks for its steps every EARLY_POLL_MS for
+#: EARLY_PASSES passes, then every second; it says "settled" after SETTLED_AFTER_PASSES.
+EARLY_POLL_MS, EARLY_PASSES, SETTLED_AFTER_PASSES = 25, 40, 3
 
 
 def exits_path(setup_dir: Path, host: str, engine_pid: int) -> Path:
@@ -143,36 +146,43 @@ def _collect_orphans(path: Path, manager: str, before: set[int]) -> None:
     """Wait for the dead engine's steps that were reparented here, recording each exit; remove
     the exits file when the engine left none (it ended cleanly).  Children this process had
     before the engine started are never touched; a new child whose environment cannot be read
-    any more (it has just ended) is recorded by pid.  Once the steps that had already ended
-    are recorded, a ``settled`` line tells a manager starting now that the records are there."""
+    any more (it has just ended) is recorded by pid.  For the first second a child that does
+    not carry the manager's tag is looked at again (a step between fork and exec still shows
+    the manager's own environment).  Once the steps that had already ended are recorded, a
+    ``settled`` line tells a manager starting now that the records are there."""
     needle = f"{ENV_MANAGER}={manager}".encode() + b"\0"
     watched: dict[int, tuple[int, str | None]] = {}
-    poller, recorded, settled = select.poll(), 0, False
+    poller, recorded, passes = select.poll(), 0, 0
     while True:
+        passes += 1
+        unsure = False
         for pid in _children():
             if pid in watched or pid in before:
                 continue
             env = process_environ(pid)
-            if needle in env or not env.strip(b"\0"):
+            ended = not env.strip(b"\0")
+            if needle in env or (ended and process_start_time(pid) is None):
                 try:
                     fd = os.pidfd_open(pid)
                 except ProcessLookupError:
                     continue
                 watched[pid] = (fd, launch_tag(env))
                 poller.register(fd, select.POLLIN)
+            elif passes < EARLY_PASSES:
+                unsure = True
             else:
                 before.add(pid)
-        if not watched:
+        if not watched and not unsure:
             break
-        ready = {fd for fd, _ in poller.poll(0 if not settled else 1000)}
+        ready = {fd for fd, _ in poller.poll(EARLY_POLL_MS if passes < EARLY_PASSES else 1000)}
         for pid, (fd, tag) in list(watched.items()):
             if fd in ready:
                 recorded += _record_exit(path, pid, tag)
                 poller.unregister(fd)
                 os.close(fd)
                 del watched[pid]
-        if not settled:
-            settled = _append(path, {"settled": time.time()})
+        if passes == SETTLED_AFTER_PASSES:
+            _append(path, {"settled": time.time()})
     if not recorded and path.is_file():
         path.unlink()
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 
+from ensemble.executors import adopted
 from ensemble.executors.adopted import find_record, launch_key, read_exits
 from ensemble.resources import Node, Pool
 
@@ -15,18 +17,21 @@ def test_launch_key_reads_run_and_attempt_from_the_tag():
     assert launch_key("m/x.1") is None
 
 
-def test_find_record_prefers_the_recorded_pid_then_the_oldest_process_of_the_attempt():
+def test_find_record_prefers_the_recorded_pid_then_the_oldest_process_of_the_attempt(monkeypatch):
+    monkeypatch.setattr(adopted, "boot_time", lambda: 1000.0)
+    tick = os.sysconf("SC_CLK_TCK")
     records = [
-        {"pid": 50, "start": "900", "tag": "m/1.1", "exit": 0, "engine": 7},  # an escaped child, started later
-        {"pid": 40, "start": "800", "tag": "m/1.1", "exit": 3, "engine": 7},  # the step itself
-        {"pid": 41, "start": "100", "tag": "m/2.1", "exit": 0, "engine": 7},
-        {"pid": 60, "start": "50", "tag": None, "signal": 9, "engine": 7},    # ended before the keeper read it
+        {"pid": 50, "start": "900", "tag": "m/1.1", "exit": 0},   # an escaped child, started later
+        {"pid": 40, "start": "800", "tag": "m/1.1", "exit": 3},   # the step itself
+        {"pid": 41, "start": "100", "tag": "m/2.1", "exit": 0},
+        {"pid": 60, "start": str(50 * tick), "tag": None, "signal": 9},  # ended before the keeper read it
     ]
     assert find_record(records, 1, 1)["pid"] == 40
     assert find_record(records, 1, 1, 50)["pid"] == 50
-    assert find_record(records, 3, 1, 60, manager_pid=7)["pid"] == 60, "untagged: by pid, in its manager's file"
-    assert find_record(records, 3, 1, 60, manager_pid=8) is None, "another manager's pid 60 is another process"
-    assert find_record(records, 2, 1, 60, manager_pid=7)["pid"] == 41, "the attempt's own tag wins"
+    assert find_record(records, 3, 1, 60, started=1049.5)["pid"] == 60, "untagged: its pid, started just after"
+    assert find_record(records, 3, 1, 60, started=900.0) is None, "an older process that had the same pid"
+    assert find_record(records, 3, 1, 60) is None, "no untagged match without the attempt's start"
+    assert find_record(records, 2, 1, 60, started=1049.5)["pid"] == 41, "the attempt's own tag wins"
     assert find_record(records, 1, 2) is None
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from ensemble.engine.reactor import Source
 from ensemble.engine.runstate import Phase
-from ensemble.executors.adopted import AdoptedHandle, find_record, launch_key, read_exits, settled
+from ensemble.executors.adopted import AdoptedHandle, find_record, launch_key, read_exits, settled, started_near
 from ensemble.executors.local import kill_launched, launch_tag, process_environ
 from ensemble.hooks import ENV_SETUP_DIR
 from ensemble.keeper import EXITS_DIR
@@ -61,15 +61,16 @@ def survey(setup_dir: Path, attempts: list[dict[str, Any]]) -> Survey:
     if not attempts:
         return Survey()
     procs = _our_processes(str(setup_dir))
-    mains = {a["id"]: _main_process(procs.get((a["run_id"], a["attempt"]), []), a["pid"]) for a in attempts}
+    mains = {a["id"]: _main_process(procs.get((a["run_id"], a["attempt"]), []), a["pid"]) or _ending(a)
+             for a in attempts}
     pidfds = {a_id: _pidfd(p.pid) for a_id, p in mains.items() if p is not None}
     keepers, records = _keepers_and_records(Path(setup_dir) / EXITS_DIR)
-    out = Survey()
+    out, lost = Survey(), []
     for a in attempts:
         main, fd = mains[a["id"]], pidfds.get(a["id"])
         tag = main.tag if main is not None else f"{a['manager']}/{a['run_id']}.{a['attempt']}"
         record = find_record(records, a["run_id"], a["attempt"], a["pid"] if main is None else main.pid,
-                             _manager_pid(a["manager"]))
+                             a["start"])
         keeper = keepers.get(main.ppid) if main is not None else None
         if record is not None:
             _close(fd)
@@ -77,12 +78,31 @@ def survey(setup_dir: Path, attempts: list[dict[str, Any]]) -> Survey:
                                                  attempt=a["attempt"], record=record)))
         elif fd is not None and keeper is not None:
             out.adopted.append((a, AdoptedHandle(pid=main.pid, pidfd=fd, tag=tag, run_id=a["run_id"],
-                                                 attempt=a["attempt"], exits=keeper[0], keeper=keeper[1])))
+                                                 attempt=a["attempt"], started=a["start"], exits=keeper[0],
+                                                 keeper=keeper[1])))
         else:
             _close(fd)
-            if main is not None:
-                out.doomed.add(main.tag)
+            lost.append((a, main))
+    if lost:
+        # A step that ended during this survey is recorded by its keeper before it is reaped.
+        _keepers_collecting(keepers)
+        _, records = _keepers_and_records(Path(setup_dir) / EXITS_DIR)
+    for a, main in lost:
+        record = find_record(records, a["run_id"], a["attempt"], a["pid"], a["start"])
+        if record is not None:
+            tag = main.tag if main is not None else f"{a['manager']}/{a['run_id']}.{a['attempt']}"
+            out.adopted.append((a, AdoptedHandle(pid=a["pid"], tag=tag, run_id=a["run_id"], attempt=a["attempt"],
+                                                 record=record)))
+        elif main is not None:
+            out.doomed.add(main.tag)
     return out
+
+
+def _keepers_collecting(keepers: dict[int, Any], timeout: float = 1.0) -> None:
+    """Wait (at most ``timeout``) until no live keeper holds an unreaped child."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_has_zombie_child(pid) for pid in keepers):
+        time.sleep(0.01)
 
 
 def wait_for_keepers(setup_dir: Path, timeout: float = KEEPER_WAIT_SECONDS) -> None:
@@ -128,6 +148,23 @@ def _our_processes(setup_dir: str) -> dict[tuple[int, int], list[Proc]]:
     return found
 
 
+def _ending(attempt: dict[str, Any]) -> Proc | None:
+    """The attempt's process if it has just ended and its keeper has not collected it yet (a
+    zombie shows no environment: it is found by the recorded pid and its start time)."""
+    pid = attempt["pid"]
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    if fields[0] != "Z" or not started_near(fields[19], attempt["start"]):
+        return None
+    tag = f"{attempt['manager']}/{attempt['run_id']}.{attempt['attempt']}"
+    return Proc(pid, int(fields[1]), int(fields[3]), int(fields[19]), tag)
+
+
 def _main_process(procs: list[Proc], pid: int | None) -> Proc | None:
     """The process the manager started: the recorded pid, else the oldest session leader."""
     for proc in procs:
@@ -142,17 +179,26 @@ def _keepers_and_records(exits_dir: Path) -> tuple[dict[int, tuple[Path, tuple[i
     keepers, records = {}, []
     for path in sorted(exits_dir.glob(f"{HOST}-*.jsonl")) if exits_dir.is_dir() else []:
         header, lines = read_exits(path)
-        engine = path.stem.rsplit("-", 1)[1]
-        records.extend({**line, "engine": int(engine)} for line in lines if engine.isdigit())
+        records.extend(lines)
         if header is not None and process_start_time(int(header["keeper"])) == header["keeper_start"]:
             keepers[int(header["keeper"])] = (path, (int(header["keeper"]), header["keeper_start"]))
     return keepers, records
 
 
-def _manager_pid(manager: str) -> int | None:
-    """The pid in a manager id ``<host>:<pid>:<nonce>``."""
-    parts = manager.rsplit(":", 2)
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+def _has_zombie_child(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as children:
+            kids = children.read().split()
+    except OSError:
+        return False
+    for kid in kids:
+        try:
+            with open(f"/proc/{kid}/stat", encoding="utf-8") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def _pidfd(pid: int) -> int | None:

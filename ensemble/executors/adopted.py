@@ -19,6 +19,9 @@ from ensemble.lease import process_start_time
 
 #: How long to wait for the keeper's record of an adopted step that has ended.
 RECORD_WAIT_SECONDS = 5.0
+#: An untagged record belongs to an attempt if its process started this close after the attempt
+#: was recorded (``btime`` has a resolution of one second, hence the slack before).
+START_SLACK_SECONDS, START_WINDOW_SECONDS = 2.0, 30.0
 
 
 @dataclass(eq=False)
@@ -30,6 +33,8 @@ class AdoptedHandle(Handle):
     tag: str = ""
     run_id: int = 0
     attempt: int = 0
+    #: When the attempt was recorded (matches an untagged record: see :func:`find_record`).
+    started: float | None = None
     #: The keeper's exits file and its (pid, start time), for an attempt still running.
     exits: Path | None = None
     keeper: tuple[int, str] | None = None
@@ -55,12 +60,12 @@ class AdoptedHandle(Handle):
         self.waited = True
         deadline = time.monotonic() + RECORD_WAIT_SECONDS
         while self.record is None:
-            self.record = find_record(read_exits(self.exits)[1], self.run_id, self.attempt, self.pid)
+            self.record = find_record(read_exits(self.exits)[1], self.run_id, self.attempt, self.pid, self.started)
             if self.record is not None or time.monotonic() > deadline or not self._keeper_alive():
                 break
             time.sleep(0.005)
         if self.record is None:
-            self.record = find_record(read_exits(self.exits)[1], self.run_id, self.attempt, self.pid)
+            self.record = find_record(read_exits(self.exits)[1], self.run_id, self.attempt, self.pid, self.started)
         return self.record
 
     def _keeper_alive(self) -> bool:
@@ -96,21 +101,40 @@ def launch_key(tag: str | None) -> tuple[int, int] | None:
 
 
 def find_record(records: list[dict[str, Any]], run_id: int, attempt: int, pid: int | None = None,
-                manager_pid: int | None = None) -> dict[str, Any] | None:
+                started: float | None = None) -> dict[str, Any] | None:
     """The record of the attempt's main process: the oldest with its launch tag, else (a step
     that had just ended when its manager died, so the keeper could not read its tag) the
-    untagged record of its pid in the exits file of the manager that started it."""
+    untagged record of its pid whose process started within seconds of the attempt's
+    ``started`` time (a pid is not reused that fast)."""
     mine = [r for r in records if launch_key(r.get("tag")) == (run_id, attempt)]
     if mine:
         for record in mine:
             if pid is not None and record.get("pid") == pid:
                 return record
         return min(mine, key=lambda r: int(r.get("start") or 0))
+    if pid is None or started is None:
+        return None
     for record in records:
-        if (pid is not None and record.get("tag") is None and record.get("pid") == pid
-                and manager_pid is not None and record.get("engine") == manager_pid):
+        if record.get("tag") is None and record.get("pid") == pid and started_near(record.get("start"), started):
             return record
     return None
+
+
+def started_near(ticks: str | None, started: float) -> bool:
+    """Whether a process start time (clock ticks since boot) lies within seconds after ``started``."""
+    if ticks is None or not str(ticks).isdigit():
+        return False
+    wall = boot_time() + int(ticks) / os.sysconf("SC_CLK_TCK")
+    return started - START_SLACK_SECONDS <= wall <= started + START_WINDOW_SECONDS
+
+
+def boot_time() -> float:
+    """When this machine booted (``btime`` of /proc/stat)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        for line in stat:
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    return 0.0
 
 
 def signal_group(handle: AdoptedHandle, sig: int) -> None:
