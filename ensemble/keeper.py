@@ -31,6 +31,7 @@ from ensemble import errors
 from ensemble.executors.local import become_subreaper, die_with_parent, launch_tag, process_environ
 from ensemble.hooks import ENV_MANAGER
 from ensemble.lease import HOST, process_start_time
+from ensemble.procs import children
 
 EXITS_DIR = "exits"
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -55,7 +56,7 @@ def run_kept(body: Callable[[Callable[[str], None]], int], setup_dir: Path, clos
     (128+N after death by signal N), re-raising the :class:`~ensemble.errors.EnsembleError`
     it raised.  ``body`` calls ``ready(manager_id)`` once it holds its lease."""
     read, write = os.pipe2(os.O_CLOEXEC)
-    before, keeper = set(_children()), os.getpid()
+    before, keeper = set(children(os.getpid())), os.getpid()
     # Signals wait until each side has its handlers: the engine its own, the keeper forwarders.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     pid = os.fork()
@@ -156,7 +157,7 @@ def _collect_orphans(path: Path, manager: str, before: set[int]) -> None:
     while True:
         passes += 1
         unsure = False
-        for pid in _children():
+        for pid in children(os.getpid()):
             if pid in watched or pid in before:
                 continue
             env = process_environ(pid)
@@ -210,18 +211,6 @@ def _append(path: Path, record: dict[str, Any]) -> bool:
     except OSError:
         return False
     return True
-
-
-def _children() -> list[int]:
-    """Pids whose parent is this process (every thread's children; orphans go to the main thread's)."""
-    found = []
-    for task in os.scandir("/proc/self/task"):
-        try:
-            with open(f"{task.path}/children", encoding="ascii") as children:
-                found.extend(int(pid) for pid in children.read().split())
-        except OSError:
-            continue
-    return found
 
 
 def _kill(pid: int, sig: int) -> None:

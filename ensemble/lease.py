@@ -22,15 +22,23 @@ STALE_AFTER_SECONDS = 6 * HEARTBEAT_SECONDS
 HOST = os.environ.get("ENSEMBLE_HOSTNAME") or socket.gethostname()
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (``[0]`` is the state letter, ``[1]``
+    the parent, ``[3]`` the session, ``[19]`` the start time in clock ticks); None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def process_start_time(pid: int, zombies: bool = False) -> str | None:
     """Kernel start time of a process (field 22 of /proc/PID/stat), None if gone or (unless
     ``zombies``) a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
+    fields = proc_stat(pid)
+    if fields is None or (fields[0] in ("Z", "X") and not zombies):
         return None
-    return None if fields[0] in ("Z", "X") and not zombies else fields[19]
+    return fields[19]
 
 
 def is_alive(lease: dict) -> bool:

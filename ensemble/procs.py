@@ -31,6 +31,23 @@ def tagged_processes(manager_ids: Iterable[str], spare: Iterable[bytes] = ()) ->
     return found
 
 
+def children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid``, whichever of its threads forked them (orphans handed to a
+    subreaper go to its main thread)."""
+    found = []
+    try:
+        tasks = list(os.scandir(f"/proc/{pid}/task"))
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            with open(f"{task.path}/children", encoding="ascii") as listed:
+                found.extend(int(kid) for kid in listed.read().split())
+        except OSError:
+            continue
+    return found
+
+
 def kill_tagged(manager_ids: Iterable[str], spare: Iterable[bytes] = ()) -> int:
     """SIGKILL every process (and its group) tagged with one of the managers, except those
     carrying one of the ``spare`` environment entries; return how many."""

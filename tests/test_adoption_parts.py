@@ -3,9 +3,16 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
+from engine_helpers import wait_for
+
+from ensemble import keeper
+from ensemble.engine import adoption
 from ensemble.executors import adopted
 from ensemble.executors.adopted import find_record, launch_key, read_exits
+from ensemble.lease import proc_stat
+from ensemble.procs import children
 from ensemble.resources import Node, Pool
 
 
@@ -55,3 +62,43 @@ def test_reserve_takes_exactly_the_free_part_of_an_earlier_placement():
     pool.release(placement)
     pool.release(held)
     assert pool.free_cores["n1"] == [0, 1, 2, 3] and pool.free_gpus["n1"] == ["0", "1"]
+
+
+def _spawn(script: str) -> int:
+    return os.posix_spawn("/bin/sh", ["sh", "-c", script], dict(os.environ))
+
+
+def test_the_survey_knows_a_just_ended_step_by_its_recorded_pid_and_start_time():
+    """A zombie has no environment left to carry its launch tag."""
+    started = time.time()
+    pid = _spawn("exit 4")
+    try:
+        wait_for(lambda: (proc_stat(pid) or ["?"])[0] == "Z", "the step to end")
+        attempt = {"pid": pid, "start": started, "manager": "m", "run_id": 3, "attempt": 2}
+        proc = adoption._ending(attempt)
+        assert (proc.pid, proc.ppid, proc.tag) == (pid, os.getpid(), "m/3.2")
+        assert adoption._has_zombie_child(os.getpid())
+        assert adoption._ending({**attempt, "start": started + 3600}) is None, "a later attempt: pid reused"
+    finally:
+        os.waitpid(pid, 0)
+    assert adoption._ending({"pid": None, "start": started, "manager": "m", "run_id": 3, "attempt": 2}) is None
+
+
+def test_a_live_step_is_not_taken_for_an_ended_one():
+    pid = _spawn("sleep 30")
+    try:
+        assert adoption._ending({"pid": pid, "start": time.time(), "manager": "m", "run_id": 1, "attempt": 1}) is None
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+
+
+def test_the_keeper_records_a_step_that_showed_its_tag_only_after_the_first_look(tmp_path):
+    """Between fork and exec a step still has its manager's environment (no tag): the keeper
+    looks at such a child again instead of leaving it alone for good."""
+    before = set(children(os.getpid()))
+    pid = _spawn('sleep 0.3; exec env ENSEMBLE_MANAGER=mk ENSEMBLE_LAUNCH=mk/4.1 sh -c "sleep 0.3; exit 3"')
+    path = tmp_path / "exits.jsonl"
+    keeper._collect_orphans(path, "mk", before)
+    assert [(r["pid"], r["tag"], r["exit"]) for r in read_exits(path)[1]] == [(pid, "mk/4.1", 3)]
+    assert proc_stat(pid) is None, "the keeper reaps what it recorded"

@@ -25,11 +25,20 @@ from typing import Any
 
 from ensemble.engine.reactor import Source
 from ensemble.engine.runstate import Phase
-from ensemble.executors.adopted import AdoptedHandle, find_record, launch_key, read_exits, settled, started_near
+from ensemble.executors.adopted import (
+    AdoptedHandle,
+    attempt_tag,
+    find_record,
+    launch_key,
+    read_exits,
+    settled,
+    started_near,
+)
 from ensemble.executors.local import kill_launched, launch_tag, process_environ
 from ensemble.hooks import ENV_SETUP_DIR
 from ensemble.keeper import EXITS_DIR
-from ensemble.lease import HOST, process_start_time
+from ensemble.lease import HOST, proc_stat, process_start_time
+from ensemble.procs import children
 
 #: How long a starting manager waits for the keepers of managers that just died.
 KEEPER_WAIT_SECONDS = 5.0
@@ -43,6 +52,11 @@ class Proc:
     sid: int
     start: int
     tag: str
+
+    @classmethod
+    def from_stat(cls, pid: int, fields: list[str], tag: str) -> Proc:
+        """From the fields of :func:`ensemble.lease.proc_stat`."""
+        return cls(pid, int(fields[1]), int(fields[3]), int(fields[19]), tag)
 
 
 @dataclass
@@ -64,38 +78,48 @@ def survey(setup_dir: Path, attempts: list[dict[str, Any]]) -> Survey:
     mains = {a["id"]: _main_process(procs.get((a["run_id"], a["attempt"]), []), a["pid"]) or _ending(a)
              for a in attempts}
     pidfds = {a_id: _pidfd(p.pid) for a_id, p in mains.items() if p is not None}
-    keepers, records = _keepers_and_records(Path(setup_dir) / EXITS_DIR)
+    exits_dir = Path(setup_dir) / EXITS_DIR
+    keepers, records = _keepers_and_records(exits_dir)
     out, lost = Survey(), []
     for a in attempts:
         main, fd = mains[a["id"]], pidfds.get(a["id"])
-        tag = main.tag if main is not None else f"{a['manager']}/{a['run_id']}.{a['attempt']}"
-        record = find_record(records, a["run_id"], a["attempt"], a["pid"] if main is None else main.pid,
-                             a["start"])
+        record = _record_of(records, a, main)
         keeper = keepers.get(main.ppid) if main is not None else None
         if record is not None:
             _close(fd)
-            out.adopted.append((a, AdoptedHandle(pid=main.pid if main else a["pid"], tag=tag, run_id=a["run_id"],
-                                                 attempt=a["attempt"], record=record)))
+            out.adopted.append((a, _handle(a, main, record=record)))
         elif fd is not None and keeper is not None:
-            out.adopted.append((a, AdoptedHandle(pid=main.pid, pidfd=fd, tag=tag, run_id=a["run_id"],
-                                                 attempt=a["attempt"], started=a["start"], exits=keeper[0],
-                                                 keeper=keeper[1])))
+            out.adopted.append((a, _handle(a, main, pidfd=fd, started=a["start"], exits=keeper[0],
+                                           keeper=keeper[1])))
         else:
             _close(fd)
             lost.append((a, main))
     if lost:
         # A step that ended during this survey is recorded by its keeper before it is reaped.
         _keepers_collecting(keepers)
-        _, records = _keepers_and_records(Path(setup_dir) / EXITS_DIR)
+        _, records = _keepers_and_records(exits_dir)
     for a, main in lost:
-        record = find_record(records, a["run_id"], a["attempt"], a["pid"], a["start"])
+        record = _record_of(records, a, main)
         if record is not None:
-            tag = main.tag if main is not None else f"{a['manager']}/{a['run_id']}.{a['attempt']}"
-            out.adopted.append((a, AdoptedHandle(pid=a["pid"], tag=tag, run_id=a["run_id"], attempt=a["attempt"],
-                                                 record=record)))
+            out.adopted.append((a, _handle(a, main, record=record)))
         elif main is not None:
             out.doomed.add(main.tag)
     return out
+
+
+def _record_of(records: list[dict[str, Any]], attempt: dict[str, Any], main: Proc | None) -> dict[str, Any] | None:
+    pid = main.pid if main is not None else attempt["pid"]
+    return find_record(records, attempt["run_id"], attempt["attempt"], pid, attempt["start"])
+
+
+def _handle(attempt: dict[str, Any], main: Proc | None, **more: Any) -> AdoptedHandle:
+    pid = main.pid if main is not None else attempt["pid"]
+    return AdoptedHandle(pid=pid, tag=main.tag if main is not None else _tag(attempt), run_id=attempt["run_id"],
+                         attempt=attempt["attempt"], **more)
+
+
+def _tag(attempt: dict[str, Any]) -> str:
+    return attempt_tag(attempt["manager"], attempt["run_id"], attempt["attempt"])
 
 
 def _keepers_collecting(keepers: dict[int, Any], timeout: float = 1.0) -> None:
@@ -136,33 +160,21 @@ def _our_processes(setup_dir: str) -> dict[tuple[int, int], list[Proc]]:
         env = process_environ(int(entry.name))
         if needle not in env:
             continue
-        try:
-            with open(f"/proc/{entry.name}/stat", encoding="utf-8") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
+        fields = proc_stat(int(entry.name))
         tag = launch_tag(env)
         key = launch_key(tag)
-        if key is not None and fields[0] not in ("Z", "X"):
-            found.setdefault(key, []).append(Proc(int(entry.name), int(fields[1]), int(fields[3]), int(fields[19]), tag))
+        if fields is not None and key is not None and fields[0] not in ("Z", "X"):
+            found.setdefault(key, []).append(Proc.from_stat(int(entry.name), fields, tag))
     return found
 
 
 def _ending(attempt: dict[str, Any]) -> Proc | None:
     """The attempt's process if it has just ended and its keeper has not collected it yet (a
     zombie shows no environment: it is found by the recorded pid and its start time)."""
-    pid = attempt["pid"]
-    if pid is None:
+    fields = proc_stat(attempt["pid"]) if attempt["pid"] is not None else None
+    if fields is None or fields[0] != "Z" or not started_near(fields[19], attempt["start"]):
         return None
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    if fields[0] != "Z" or not started_near(fields[19], attempt["start"]):
-        return None
-    tag = f"{attempt['manager']}/{attempt['run_id']}.{attempt['attempt']}"
-    return Proc(pid, int(fields[1]), int(fields[3]), int(fields[19]), tag)
+    return Proc.from_stat(attempt["pid"], fields, _tag(attempt))
 
 
 def _main_process(procs: list[Proc], pid: int | None) -> Proc | None:
@@ -186,19 +198,7 @@ def _keepers_and_records(exits_dir: Path) -> tuple[dict[int, tuple[Path, tuple[i
 
 
 def _has_zombie_child(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as children:
-            kids = children.read().split()
-    except OSError:
-        return False
-    for kid in kids:
-        try:
-            with open(f"/proc/{kid}/stat", encoding="utf-8") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except OSError:
-            continue
-    return False
+    return any((proc_stat(kid) or ["?"])[0] == "Z" for kid in children(pid))
 
 
 def _pidfd(pid: int) -> int | None:

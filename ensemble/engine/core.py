@@ -21,6 +21,7 @@ from ensemble.engine.reactor import Source
 from ensemble.engine.recorder import DiskFull, PendingStart
 from ensemble.engine.runstate import EngineState, Outcome, Phase, RunState
 from ensemble.executors import Launch
+from ensemble.executors.adopted import attempt_tag
 from ensemble.hooks import run_env
 from ensemble.resources import Placement
 from ensemble.resultfile import ResultFileError, read_result_file
@@ -207,7 +208,7 @@ class Engine(Exits, Lifecycle):
         pending = self._record_start(run, command)
         out, err = self.log_paths(base)
         launch = Launch(run.id, run.step, run.attempts, step, placement, command, cwd, env, out, err,
-                        f"{self.lease.manager}/{run.id}.{run.attempts}", logs)
+                        attempt_tag(self.lease.manager, run.id, run.attempts), logs)
         return run, launch, pending
 
     def _record_start(self, run: RunState, command: list[str]) -> PendingStart:

@@ -5,6 +5,7 @@ ended from the record its keeper (:mod:`ensemble.keeper`) writes before reaping 
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import select
@@ -54,19 +55,18 @@ class AdoptedHandle(Handle):
         return -int(record["signal"]) if "signal" in record else int(record["exit"])
 
     def await_record(self) -> dict[str, Any] | None:
-        """The keeper's record of this ended attempt (it is written just after the pidfd fires)."""
+        """The keeper's record of this ended attempt (it is written just after the pidfd fires;
+        read once more after the keeper is seen gone, in case it wrote the record first)."""
         if self.record is not None or self.waited or self.exits is None:
             return self.record
         self.waited = True
         deadline = time.monotonic() + RECORD_WAIT_SECONDS
-        while self.record is None:
+        while True:
+            alive = self._keeper_alive()
             self.record = find_record(read_exits(self.exits)[1], self.run_id, self.attempt, self.pid, self.started)
-            if self.record is not None or time.monotonic() > deadline or not self._keeper_alive():
-                break
+            if self.record is not None or not alive or time.monotonic() > deadline:
+                return self.record
             time.sleep(0.005)
-        if self.record is None:
-            self.record = find_record(read_exits(self.exits)[1], self.run_id, self.attempt, self.pid, self.started)
-        return self.record
 
     def _keeper_alive(self) -> bool:
         return self.keeper is not None and process_start_time(self.keeper[0]) == self.keeper[1]
@@ -90,6 +90,11 @@ def settled(path: Path) -> bool:
         return '"settled"' in path.read_text(encoding="utf-8")
     except OSError:
         return True
+
+
+def attempt_tag(manager: str, run_id: int, attempt: int) -> str:
+    """The launch tag ``<manager>/<run>.<attempt>`` every process of an attempt carries."""
+    return f"{manager}/{run_id}.{attempt}"
 
 
 def launch_key(tag: str | None) -> tuple[int, int] | None:
@@ -128,6 +133,7 @@ def started_near(ticks: str | None, started: float) -> bool:
     return started - START_SLACK_SECONDS <= wall <= started + START_WINDOW_SECONDS
 
 
+@functools.cache
 def boot_time() -> float:
     """When this machine booted (``btime`` of /proc/stat)."""
     with open("/proc/stat", encoding="ascii") as stat:

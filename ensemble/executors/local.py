@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from ensemble.executors import adopted
 from ensemble.executors.adopted import AdoptedHandle
 from ensemble.executors.base import Executor, Handle, Launch
+from ensemble.lease import proc_stat
+from ensemble.procs import children
 
 #: Environment variable naming the attempt a process belongs to (inherited by all it starts).
 ENV_LAUNCH = "ENSEMBLE_LAUNCH"
@@ -217,7 +219,7 @@ class LocalExecutor(Executor):
             return 0
         needle = f"{ENV_LAUNCH}={handle.tag}".encode() + b"\0"
         killed = 0
-        for pid in _children():
+        for pid in children(os.getpid()):
             if pid in self.live:
                 continue
             if pid in self.doomed:
@@ -255,19 +257,6 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _children() -> list[int]:
-    """Children of this process's main thread: the steps it forked and the orphans it adopted
-    (the kernel hands orphans to the subreaper's thread-group leader)."""
-    try:
-        fd = os.open(f"/proc/self/task/{os.getpid()}/children", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return []
-    try:
-        return [int(p) for p in os.read(fd, 1 << 20).split()]
-    finally:
-        os.close(fd)
-
-
 def process_environ(pid: int) -> bytes:
     """A process's environment as in /proc (NUL-terminated entries; empty once it has ended)."""
     try:
@@ -289,12 +278,8 @@ def launch_tag(env: bytes) -> str | None:
 def _is_orphan_zombie(pid: int) -> bool:
     """A dead process adopted from a step: it leads no group (steps and hook workers lead theirs)
     and lives in another session than this process (a caller's own children share ours)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return len(fields) > 3 and fields[0] == "Z" and int(fields[2]) != pid and int(fields[3]) != os.getsid(0)
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] == "Z" and int(fields[2]) != pid and int(fields[3]) != os.getsid(0)
 
 
 def _reap_if_dead(pid: int, doomed: set[int]) -> None:
