@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 
 from engine_helpers import wait_for
@@ -11,7 +12,7 @@ from ensemble import keeper
 from ensemble.engine import adoption
 from ensemble.executors import adopted
 from ensemble.executors.adopted import find_record, launch_key, read_exits
-from ensemble.lease import proc_stat
+from ensemble.lease import proc_stat, process_start_time
 from ensemble.procs import children
 from ensemble.resources import Node, Pool
 
@@ -102,3 +103,36 @@ def test_the_keeper_records_a_step_that_showed_its_tag_only_after_the_first_look
     keeper._collect_orphans(path, "mk", before)
     assert [(r["pid"], r["tag"], r["exit"]) for r in read_exits(path)[1]] == [(pid, "mk/4.1", 3)]
     assert proc_stat(pid) is None, "the keeper reaps what it recorded"
+
+
+def _later(delay: float, action) -> threading.Thread:
+    thread = threading.Timer(delay, action)
+    thread.start()
+    return thread
+
+
+def test_a_starting_manager_waits_for_the_keeper_of_a_dead_engine_to_settle(tmp_path):
+    dead = _spawn("exit 0")
+    os.waitpid(dead, 0)
+    keeper_pid = _spawn("sleep 30")
+    try:
+        exits = tmp_path / "exits"
+        exits.mkdir()
+        path = exits / f"{adoption.HOST}-{dead}.jsonl"
+        path.write_text(json.dumps({"keeper": keeper_pid, "keeper_start": process_start_time(keeper_pid)}) + "\n")
+        writer = _later(0.3, lambda: path.open("a").write(json.dumps({"settled": 1.0}) + "\n"))
+        adoption.wait_for_keepers(tmp_path, timeout=30)
+        assert adopted.settled(path), "returned before the keeper said it had recorded what had ended"
+        writer.join()
+    finally:
+        os.kill(keeper_pid, 9)
+        os.waitpid(keeper_pid, 0)
+
+
+def test_the_survey_waits_while_a_keeper_still_holds_an_ended_step():
+    pid = _spawn("exit 0")
+    wait_for(lambda: (proc_stat(pid) or ["?"])[0] == "Z", "the step to end")
+    reaper = _later(0.3, lambda: os.waitpid(pid, 0))
+    adoption._keepers_collecting({os.getpid(): None}, timeout=5)
+    assert proc_stat(pid) is None, "returned while the keeper had not yet reaped (recorded) the step"
+    reaper.join()
