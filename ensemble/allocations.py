@@ -17,7 +17,10 @@ from ensemble.errors import EnsembleError
 
 META = "allocations"
 #: Actions of an ``alloc`` command, each recorded as an event ``alloc_<action>``.
-ACTIONS = ("submitted", "follow_up", "started", "cancelled")
+ACTIONS = ("submitted", "follow_up", "started", "cancelled", "pool_submitted", "pool_cancelled", "array_submitted")
+#: Actions of automatic allocations and job arrays: recorded as events only (a pool's ledger is
+#: its own file; an array's script lists its tasks).
+EVENT_ONLY = ("pool_submitted", "pool_cancelled", "array_submitted")
 
 
 def chains(store: Any) -> dict[str, dict[str, Any]]:
@@ -43,6 +46,13 @@ def apply(store: Any, cmd: dict[str, Any]) -> None:
     action, chain_id, job = cmd.get("action"), str(cmd.get("chain")), str(cmd.get("job_id"))
     if action not in ACTIONS:
         raise EnsembleError(f"alloc: unknown action {action!r}")
+    if action not in EVENT_ONLY:
+        _apply_to_chain(store, action, chain_id, job, cmd)
+    detail = {k: v for k, v in cmd.items() if k not in ("op", "action")}
+    store.add_events([(None, f"alloc_{action}", detail)])
+
+
+def _apply_to_chain(store: Any, action: str, chain_id: str, job: str, cmd: dict[str, Any]) -> None:
     every = chains(store)
     if action == "submitted":
         every[chain_id] = {"current": job, "pending": None, "repeats_left": int(cmd["repeats"]),
@@ -58,5 +68,3 @@ def apply(store: Any, cmd: dict[str, Any]) -> None:
         elif chain["pending"] == job:
             chain["pending"] = None
     store.set_meta(META, every)
-    detail = {k: v for k, v in cmd.items() if k not in ("op", "action")}
-    store.add_events([(None, f"alloc_{action}", detail)])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -30,7 +31,16 @@ from ensemble.errors import EnsembleError, SpecError
 from ensemble.flux.batch import flux_start_line, render_flux_script, submit_flux
 from ensemble.flux.instance import in_flux_instance
 from ensemble.providers.bsub import render_lsf_script, submit_lsf
-from ensemble.providers.sbatch import AllocRequest, check_request, release, render_script, sbatch, scancel, write_script
+from ensemble.providers.sbatch import (
+    AllocRequest,
+    check_request,
+    execute_argv,
+    release,
+    render_script,
+    sbatch,
+    scancel,
+    write_script,
+)
 from ensemble.status import RunStatus
 
 log = logging.getLogger(__name__)
@@ -69,18 +79,23 @@ def batch_system(use_flux: Any = False) -> str:
     return "slurm"
 
 
-def script_text(ensemble: Ensemble, request: AllocRequest) -> str:
-    """The batch script ``execute_alloc`` would submit (nothing is written)."""
+def script_text(ensemble: Ensemble, request: AllocRequest, *extra: str) -> str:
+    """The batch script ``execute_alloc`` would submit (nothing is written); ``extra``: more
+    options of the ``ensemble execute`` it runs."""
     use_flux = ensemble.config.use_flux
     system = batch_system(use_flux)
     if system == "flux":
-        return render_flux_script(ensemble.setup_dir, request)
+        return render_flux_script(ensemble.setup_dir, request, *extra)
     if system == "lsf":
         if use_flux:
             raise SpecError(f"use_flux: starting Flux inside an LSF job is not built; on LSF run "
                             f"'jsrun ... flux start' yourself, or create the ensemble without use_flux, got {use_flux!r}")
+        if extra:
+            raise SpecError("max_allocations: automatic allocations are built on Slurm and Flux, not LSF; "
+                            f"submit with bsub yourself, got max_allocations={request.max_allocations!r}")
         return render_lsf_script(ensemble.setup_dir, request)
-    line = flux_start_line(ensemble.setup_dir, request, use_flux) if use_flux else None
+    line = flux_start_line(ensemble.setup_dir, request, use_flux, *extra) if use_flux else \
+        "exec " + shlex.join(execute_argv(ensemble.setup_dir, request, *extra))
     return render_script(ensemble.setup_dir, request, line)
 
 

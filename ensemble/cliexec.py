@@ -17,7 +17,7 @@ def _open(args: argparse.Namespace) -> Ensemble:
 
 def cmd_execute(args: argparse.Namespace) -> int:
     """Start a manager; with --block the exit status is the manager's (see ``docs/cli.rst``)."""
-    from ensemble import chain, execution, progress
+    from ensemble import execution, progress
 
     ensemble = _open(args)
     # --block runs the manager in this process (no second interpreter to start).
@@ -25,14 +25,14 @@ def cmd_execute(args: argparse.Namespace) -> int:
         ensemble.setup_dir, ensemble.store, blocking=args.block, in_process=args.block, timeout=args.timeout,
         parallelism=args.parallelism, allow_multiple=args.allow_multiple, max_concurrency=args.max_concurrency,
         cores=args.cores, gpus=args.gpus, kill_grace=args.kill_grace, log_layout=args.logs,
-        launcher=args.launcher, mpi=args.mpi, early_stop=args.early_stop)
+        launcher=args.launcher, mpi=args.mpi, early_stop=args.early_stop, run_range=args.run_range)
     if args.block:
         _announce(args, ensemble)
     try:
         # Inside a job of an allocation chain (ensemble submit --repeats), a blocking manager is one link.
         # A detached manager gets no bar: this command returns as soon as it has started.
         with progress.watch_runs(ensemble.setup_dir, quiet=args.quiet or not args.block):
-            pid = chain.run_in_job(ensemble, start) if args.block else start()
+            pid = _in_allocation(ensemble, start, args) if args.block else start()
     except ManagerFailed as exc:
         print(f"ensemble: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -44,6 +44,17 @@ def cmd_execute(args: argparse.Namespace) -> int:
         return pid
     print(f"manager pid {pid} started; log: {ensemble.setup_dir / 'logs' / 'manager.log'}")
     return 0
+
+
+def _in_allocation(ensemble: Ensemble, start: Any, args: argparse.Namespace) -> int:
+    """A blocking manager as one allocation of a pool (``--pool``), of a chain, or on its own."""
+    from pathlib import Path
+
+    from ensemble import autoalloc, chain
+
+    if args.pool:
+        return autoalloc.run_in_pool(ensemble, start, Path(args.pool))
+    return chain.run_in_job(ensemble, start)
 
 
 def _announce(args: argparse.Namespace, ensemble: Ensemble) -> None:
@@ -69,18 +80,31 @@ def _announce(args: argparse.Namespace, ensemble: Ensemble) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> None:
     """Write and submit the batch script (``--dry-run``: print it, write and submit nothing)."""
-    from ensemble import chain
+    from ensemble import arrays, autoalloc, chain
     from ensemble.providers.sbatch import check_request
 
     ensemble = _open(args)
+    array = arrays.check_array(args.runs_per_task, args.max_running) if args.array else None
     request = check_request(args.nodes, args.partition, args.bank, args.name, args.time, args.repeats,
-                            args.parallelism, args.early_stop, args.allow_multiple, args.max_concurrency,
-                            args.launcher, args.mpi, args.kill_grace, args.logs)
-    if args.dry_run:
-        print(chain.script_text(ensemble, request), end="")
-        return
-    job = chain.submit_alloc(ensemble, request)
-    print(f"submitted job {job}; output: {ensemble.setup_dir / 'logs' / f'slurm-{job}.out'}")
+                            args.parallelism, args.early_stop, args.allow_multiple or bool(array),
+                            args.max_concurrency, args.launcher, args.mpi, args.kill_grace, args.logs,
+                            args.max_allocations)
+    logs = ensemble.setup_dir / "logs"
+    if array and args.dry_run:
+        print(arrays.render_array_script(ensemble, request, array, arrays.plan_array(ensemble, request, array)), end="")
+    elif array:
+        job = arrays.submit_array(ensemble, request, array)
+        print(f"submitted job array {job}; output: {logs / f'slurm-{job}_<task>.out'}")
+    elif args.dry_run:
+        extra = ("--pool", "<ledger>") if request.max_allocations else ()
+        print(chain.script_text(ensemble, request, *extra), end="")
+    elif request.max_allocations:
+        job = autoalloc.submit_pool(ensemble, request)
+        print(f"submitted job {job} (automatic allocations, at most {request.max_allocations}); "
+              f"output: {logs / 'slurm-<job>.out'}")
+    else:
+        job = chain.submit_alloc(ensemble, request)
+        print(f"submitted job {job}; output: {logs / f'slurm-{job}.out'}")
 
 
 def _add_manager_options(parser: argparse.ArgumentParser) -> None:
@@ -119,6 +143,11 @@ def register(sub: Any) -> None:
     execute.add_argument("--timeout", type=float, help="minutes to run, then interrupt running steps")
     execute.add_argument("--cores", type=int, help="cores to use (default: detected)")
     execute.add_argument("--gpus", type=int, help="GPUs to use (default: detected)")
+    execute.add_argument("--run-range", metavar="LO-HI",
+                         help="execute only runs with ids LO to HI (one task of a job array: ensemble submit --array)")
+    execute.add_argument("--pool", metavar="LEDGER",
+                         help="run as one allocation of automatic allocations (written by ensemble submit "
+                              "--max-allocations; --block only)")
     _add_manager_options(execute)
     execute.add_argument("-q", "--quiet", action="store_true",
                          help="no progress bar with --block (there is none either when standard error is not a "
@@ -133,6 +162,12 @@ def register(sub: Any) -> None:
     submit.add_argument("--time", type=int, help="the allocation's time limit in minutes")
     submit.add_argument("--repeats", type=int, default=0,
                         help="follow-up allocations while runs are left when one ends (default 0)")
+    submit.add_argument("--max-allocations", type=int, metavar="K",
+                        help="automatic allocations: keep up to K queued or running while work waits")
+    submit.add_argument("--array", action="store_true",
+                        help="submit the queued runs as a job array, one task per --runs-per-task runs")
+    submit.add_argument("--runs-per-task", type=int, default=1, help="runs per array task (default 1)")
+    submit.add_argument("--max-running", type=int, help="array tasks running at once (sbatch --array=...%%M)")
     _add_manager_options(submit)
     submit.add_argument("--dry-run", action="store_true", help="print the batch script; write and submit nothing")
     submit.set_defaults(func=cmd_submit)

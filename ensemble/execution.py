@@ -70,18 +70,34 @@ def manager_options(parallelism: Any, allow_multiple: Any, max_concurrency: Any,
 
 def options_spec(timeout: Any, parallelism: Any, allow_multiple: Any, max_concurrency: Any, cores: Any,
                  gpus: Any, kill_grace: Any = 3.0, log_layout: Any = "split", launcher: Any = None,
-                 mpi: Any = None, early_stop: Any = None, queued: int = 0, use_flux: Any = False) -> dict[str, Any]:
+                 mpi: Any = None, early_stop: Any = None, queued: int = 0, use_flux: Any = False,
+                 run_range: Any = None) -> dict[str, Any]:
     """Validated execution options as plain JSON (what a manager process receives); the launcher
     is resolved here (``auto`` becomes what was detected, with ``queued`` runs waiting and the
     ensemble's ``use_flux``) and the allocation is read once."""
     spec = manager_options(parallelism, allow_multiple, max_concurrency, kill_grace, log_layout, mpi, early_stop)
     spec.update(timeout=_positive("timeout", timeout, float), cores=_positive("cores", cores),
+                run_range=check_run_range(run_range),
                 gpus=gpu_option(gpus), launcher=resolve_launcher(launcher, queued=queued, use_flux=use_flux))
     spec["mpi"] = check_mpi(mpi, spec["launcher"])
     provider = choose_backend(spec["launcher"], spec["mpi"], spec["cores"], spec["gpus"]).provider
     provider.nodes()
     _check_early_stop(spec["early_stop"], spec["timeout"], provider.end_time())
     return spec
+
+
+def check_run_range(value: Any) -> list[int] | None:
+    """``run_range``: ``"LO-HI"`` or ``(LO, HI)``, run ids with 1 <= LO <= HI (both included)."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else None
+    if text is not None:
+        parts = text.split("-")
+        value = tuple(int(p) if p.strip().isdigit() else p for p in parts)
+    if not (isinstance(value, (tuple, list)) and len(value) == 2 and
+            all(isinstance(v, int) and not isinstance(v, bool) for v in value) and 1 <= value[0] <= value[1]):
+        raise SpecError(f"run_range: expected run ids LO-HI with 1 <= LO <= HI, got {text if text is not None else value!r}")
+    return [int(value[0]), int(value[1])]
 
 
 def _check_early_stop(early_stop: float | None, timeout: float | None, alloc_end: float | None) -> None:
@@ -169,7 +185,9 @@ def _run_engine_here(setup_dir: Path, spec: dict[str, Any], on_ready: Callable[[
     logger.setLevel(logging.INFO)
     try:
         backend = choose_backend(spec.pop("launcher"), spec.pop("mpi"), spec.pop("cores"), spec.pop("gpus"))
-        return Engine(setup_dir, backend.provider, backend.launcher, EngineOptions(**spec),
+        run_range = spec.pop("run_range", None)
+        options = EngineOptions(**spec, run_range=tuple(run_range) if run_range else None)
+        return Engine(setup_dir, backend.provider, backend.launcher, options,
                       executor=backend.executor, on_ready=on_ready, early_signal=early_signal).run()
     finally:
         logger.removeHandler(handler)

@@ -300,7 +300,7 @@ class Ensemble(Reports, Preparation):
                       name: str = "ensemble", timeout: int | None = None, repeats: int = 0,
                       parallelism: int | None = None, early_stop: float | None = None, allow_multiple: bool = False,
                       max_concurrency: int | None = None, *, launcher: str = "auto", mpi: str | None = None,
-                      kill_grace: float = 3.0, log_layout: str = "split") -> str:
+                      kill_grace: float = 3.0, log_layout: str = "split", max_allocations: int | None = None) -> str:
         """Request a Slurm allocation that executes the ensemble; return its job id.
 
         Checks every argument, then writes ``<setup_dir>/batch/ensemble-<n>.sbatch`` (editable)
@@ -318,13 +318,38 @@ class Ensemble(Reports, Preparation):
             parallelism, early_stop, allow_multiple, max_concurrency: as for :meth:`execute_local`.
             launcher, mpi, kill_grace, log_layout: as for :meth:`execute_local`; the launcher is
                 checked by name here and decided inside the job (``auto``: ``srun`` or ``worker``).
+            max_allocations: keep up to this many such allocations queued or running while work
+                waits (automatic allocations, Slurm or Flux; see :doc:`scaling`); returns the
+                first job's id.
 
         Raises:
             ValueError, TypeError: for invalid arguments, naming field and value.
             EnsembleError: ``sbatch`` is missing or rejected the job.
         """
+        from ensemble.autoalloc import submit_pool
         from ensemble.chain import check_request, submit_alloc
 
-        return submit_alloc(self, check_request(nodes, partition, bank, name, timeout, repeats, parallelism,
-                                                early_stop, allow_multiple, max_concurrency, launcher, mpi,
-                                                kill_grace, log_layout))
+        request = check_request(nodes, partition, bank, name, timeout, repeats, parallelism, early_stop,
+                                allow_multiple, max_concurrency, launcher, mpi, kill_grace, log_layout, max_allocations)
+        return submit_pool(self, request) if request.max_allocations else submit_alloc(self, request)
+
+    def execute_array(self, runs_per_task: int = 1, max_running: int | None = None, nodes: int = 1,
+                      partition: str | None = None, bank: str | None = None, name: str = "ensemble",
+                      timeout: int | None = None, **manager: Any) -> str:
+        """Submit the queued runs as a Slurm job array, ``runs_per_task`` runs per task, at most
+        ``max_running`` tasks at once (``sbatch --array=1-N%M``); return the array's job id.
+
+        Each task executes its chunk of runs with the same engine into this store (see
+        :doc:`scaling`); ``nodes``, ``partition``, ``bank``, ``name`` and ``timeout`` are per
+        task, ``manager`` takes the manager options of :meth:`execute_alloc`.
+
+        Raises:
+            ValueError, TypeError: invalid arguments, no queued run, more tasks than the cluster's
+                ``MaxArraySize``; nothing is written or submitted.
+        """
+        from ensemble.arrays import check_array, submit_array
+        from ensemble.chain import check_request
+
+        array = check_array(runs_per_task, max_running)
+        request = check_request(nodes, partition, bank, name, timeout, **{**manager, "allow_multiple": True})
+        return submit_array(self, request, array)

@@ -33,6 +33,8 @@ class EngineOptions:
     log_layout: str = "split"
     #: Minutes before the end (the allocation's, or ``timeout``'s) after which nothing new starts.
     early_stop: float | None = None
+    #: Only runs with ids ``low..high`` (both included): one task of a job array (``--run-range``).
+    run_range: tuple[int, int] | None = None
 
 
 class Drain:

@@ -24,12 +24,12 @@ class Ledger:
             want = (free if room is None else min(free, room)) - len(self.queue.waiting)
             if want <= 0:
                 return
-            runs = self.load_runs(self.recorder.claim_next(min(want, FETCH_BATCH),
-                                                                self.too_large | self.later))
+            runs = self.load_runs(self.recorder.claim_next(min(want, FETCH_BATCH), self.too_large | self.later,
+                                                           self.options.run_range))
             for run in runs:
                 self.claimed(run)
         else:
-            ids = [i for i in self.store.queued_ids(self.queue.cursor, FETCH_BATCH)
+            ids = [i for i in self.store.queued_ids(self.queue.cursor, FETCH_BATCH, self.options.run_range)
                    if i not in self.runs and i not in self.later]
             runs = self.load_runs(ids) if ids else []
         for run in runs:

@@ -277,7 +277,7 @@ class Lifecycle(Adoption, Steering, Ledger, Drain):
                         "before the %s", len(self.later), self.deadline_reason)
         if self.max_failed_stop:
             return EXIT_MAX_FAILED
-        counts = self.store.counts_by_status()
+        counts = self.store.counts_by_status(self.options.run_range)
         if counts[RunStatus.QUEUED]:
             return EXIT_WORK_LEFT
         return EXIT_RUNS_FAILED if counts[RunStatus.FAILURE] or counts[RunStatus.ABORTED] else 0

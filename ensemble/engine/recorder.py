@@ -89,11 +89,11 @@ class Recorder:
         with self.guard(), self.store.transaction():
             self.fence()
 
-    def claim_next(self, limit: int, exclude: set[int]) -> list[int]:
+    def claim_next(self, limit: int, exclude: set[int], run_range: tuple[int, int] | None = None) -> list[int]:
         """Claim up to ``limit`` unclaimed runs at once (several managers share the work)."""
         with self.guard(), self.store.transaction():
             self.fence()
-            return self.store.claim_next(self.manager, limit, sorted(exclude))
+            return self.store.claim_next(self.manager, limit, sorted(exclude), run_range)
 
     def guard(self) -> "_FullGuard":
         return self._guard

@@ -33,14 +33,15 @@ def flux_program(use_flux: Any) -> str:
     return "flux"
 
 
-def flux_start_line(setup_dir: Path, request: AllocRequest, use_flux: Any) -> str:
-    """The batch script's ``exec`` line that runs the manager inside a Flux instance over the job's nodes."""
+def flux_start_line(setup_dir: Path, request: AllocRequest, use_flux: Any, *extra: str) -> str:
+    """The batch script's ``exec`` line that runs the manager inside a Flux instance over the job's
+    nodes (``extra``: more options of ``ensemble execute``)."""
     srun = shlex.join(["srun", "-N", str(request.nodes), "--ntasks-per-node=1"])
-    rest = shlex.join(["--mpi=none", flux_program(use_flux), "start", *execute_argv(setup_dir, request)])
+    rest = shlex.join(["--mpi=none", flux_program(use_flux), "start", *execute_argv(setup_dir, request, *extra)])
     return f'exec {srun} -c "$SLURM_CPUS_ON_NODE" {rest}'
 
 
-def render_flux_script(setup_dir: Path, request: AllocRequest) -> str:
+def render_flux_script(setup_dir: Path, request: AllocRequest, *extra: str) -> str:
     """The ``flux batch`` script (``setup_dir`` absolute): ``-N`` nodes, ``-t`` minutes, ``-q`` queue
     (the request's partition), ``--bank``, ``--job-name``, both streams in ``logs/flux-{{id}}.out``."""
     log = shlex.quote(str(setup_dir / "logs" / "flux-{{id}}.out"))
@@ -55,7 +56,7 @@ def render_flux_script(setup_dir: Path, request: AllocRequest) -> str:
              f"#flux: --error={log}",
              "#",
              "# Written by ensemble.  The manager runs as the new instance's initial program.",
-             "exec " + shlex.join(execute_argv(setup_dir, request)),
+             "exec " + shlex.join(execute_argv(setup_dir, request, *extra)),
              ""]
     return "\n".join(lines)
 

@@ -40,6 +40,8 @@ class AllocRequest:
     repeats: int
     manager: dict[str, Any]
     launcher: str
+    #: Allocations kept queued or running at once (automatic allocations), or None for one chain.
+    max_allocations: int | None = None
 
 
 def _word(name: str, value: Any, optional: bool = True) -> str | None:
@@ -55,22 +57,32 @@ def _word(name: str, value: Any, optional: bool = True) -> str | None:
 def check_request(nodes: Any = 1, partition: Any = None, bank: Any = None, name: Any = "ensemble",
                   timeout: Any = None, repeats: Any = 0, parallelism: Any = None, early_stop: Any = None,
                   allow_multiple: Any = False, max_concurrency: Any = None, launcher: Any = "auto",
-                  mpi: Any = None, kill_grace: Any = 3.0, log_layout: Any = "split") -> AllocRequest:
+                  mpi: Any = None, kill_grace: Any = 3.0, log_layout: Any = "split",
+                  max_allocations: Any = None) -> AllocRequest:
     """Every argument of :meth:`Ensemble.execute_alloc` checked; SpecError/SpecTypeError naming the
-    field.  The launcher is checked by name only: the batch job detects its own."""
+    field.  The launcher is checked by name only: the batch job detects its own.  Automatic
+    allocations (``max_allocations``) share the work, so their managers always allow several."""
     if launcher not in LAUNCHER_CHOICES:
         raise SpecError(f"launcher: expected one of {', '.join(LAUNCHER_CHOICES)}, got {launcher!r}")
     manager = manager_options(parallelism, allow_multiple, max_concurrency, kill_grace, log_layout, mpi, early_stop)
     minutes = None if timeout is None else count_arg("timeout", timeout, 1)
     if minutes is not None and manager["early_stop"] is not None and manager["early_stop"] >= minutes:
         raise SpecError(f"early_stop: {early_stop!r} minutes leaves no time to run in a {minutes}-minute allocation")
+    pool = None if max_allocations is None else count_arg("max_allocations", max_allocations, 1)
+    if pool is not None and repeats:
+        raise SpecError(f"repeats: automatic allocations (max_allocations={pool}) submit allocations while work "
+                        f"waits; they take no repeats, got repeats={repeats!r}")
+    if pool is not None:
+        manager["allow_multiple"] = True
     return AllocRequest(nodes=count_arg("nodes", nodes, 1), partition=_word("partition", partition),
                         bank=_word("bank", bank), name=_word("name", name, optional=False) or "",
-                        timeout=minutes, repeats=count_arg("repeats", repeats, 0), manager=manager, launcher=launcher)
+                        timeout=minutes, repeats=count_arg("repeats", repeats, 0), manager=manager, launcher=launcher,
+                        max_allocations=pool)
 
 
-def execute_argv(setup_dir: Path, request: AllocRequest) -> list[str]:
-    """The command the batch script execs: this interpreter's ``ensemble execute --block``."""
+def execute_argv(setup_dir: Path, request: AllocRequest, *extra: str) -> list[str]:
+    """The command the batch script execs: this interpreter's ``ensemble execute --block``
+    (``extra``: more options, such as ``--pool`` or ``--run-range``)."""
     opts = request.manager
     argv = [sys.executable, "-m", "ensemble", "--setup-dir", str(setup_dir), "execute", "--block",
             "--launcher", request.launcher, "--kill-grace", f"{opts['kill_grace']:g}", "--logs", opts["log_layout"]]
@@ -80,13 +92,16 @@ def execute_argv(setup_dir: Path, request: AllocRequest) -> list[str]:
             argv += [flag, f"{opts[key]:g}" if isinstance(opts[key], float) else str(opts[key])]
     if opts["allow_multiple"]:
         argv.append("--allow-multiple")
-    return argv
+    return argv + list(extra)
 
 
-def render_script(setup_dir: Path, request: AllocRequest, exec_line: str | None = None) -> str:
+def render_script(setup_dir: Path, request: AllocRequest, exec_line: str | None = None,
+                  directives: tuple[str, ...] = (), log_name: str = "slurm-%j.out",
+                  body: tuple[str, ...] = ()) -> str:
     """The batch script's text (``setup_dir`` absolute); ``exec_line`` replaces the line that
-    execs the manager (a Flux instance around it: :func:`ensemble.flux.batch.flux_start_line`)."""
-    log = shlex.quote(str(setup_dir / "logs" / "slurm-%j.out"))
+    execs the manager (a Flux instance around it: :func:`ensemble.flux.batch.flux_start_line`);
+    ``directives`` are more ``#SBATCH`` options and ``body`` lines before the exec line."""
+    log = shlex.quote(str(setup_dir / "logs" / log_name))
     lines = ["#!/bin/bash",
              f"#SBATCH --job-name={request.name}",
              f"#SBATCH --nodes={request.nodes}",
@@ -96,9 +111,11 @@ def render_script(setup_dir: Path, request: AllocRequest, exec_line: str | None 
              *([f"#SBATCH --account={request.bank}"] if request.bank else []),
              f"#SBATCH --output={log}",
              f"#SBATCH --error={log}",
+             *(f"#SBATCH {option}" for option in directives),
              "#",
              "# Written by ensemble (Ensemble.execute_alloc / ensemble submit).  Edit freely: follow-up",
              "# allocations (repeats) submit this same file.  exec: Slurm's signals reach the manager.",
+             *body,
              exec_line or "exec " + shlex.join(execute_argv(setup_dir, request)),
              ""]
     return "\n".join(lines)
@@ -123,7 +140,8 @@ def _client_env(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith("SLURM_") or k == "SLURM_CONF"}
 
 
-def _slurm(argv: list[str]) -> str:
+def client_command(argv: list[str]) -> str:
+    """Output of a Slurm client command run with :func:`_client_env`; EnsembleError naming it."""
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=SCONTROL_TIMEOUT,
                               stdin=subprocess.DEVNULL, check=False, env=_client_env(os.environ))
@@ -132,7 +150,8 @@ def _slurm(argv: list[str]) -> str:
     except (OSError, subprocess.SubprocessError) as exc:
         raise EnsembleError(f"{argv[0]} could not run: {exc}") from None
     if done.returncode != 0:
-        raise EnsembleError(f"{argv[0]} rejected the job ({done.returncode}): "
+        what = "rejected the job" if argv[0] == "sbatch" else "failed"
+        raise EnsembleError(f"{argv[0]} {what} ({done.returncode}): "
                             f"{done.stderr.strip() or done.stdout.strip()}")
     return done.stdout
 
@@ -142,7 +161,7 @@ def sbatch(script: Path | str, after: str | None = None, hold: bool = False) -> 
     with ``hold``); return the job id."""
     argv = ["sbatch", "--parsable", *([f"--dependency=afterany:{after}"] if after else []),
             *(["--hold"] if hold else []), str(script)]
-    job = _slurm(argv).strip().split(";")[0]
+    job = client_command(argv).strip().split(";")[0]
     if not job.isdigit():
         raise EnsembleError(f"sbatch: expected a job id, got {job!r}")
     return job
@@ -150,9 +169,9 @@ def sbatch(script: Path | str, after: str | None = None, hold: bool = False) -> 
 
 def release(job_id: str) -> None:
     """Let a job submitted with ``hold`` start."""
-    _slurm(["scontrol", "release", job_id])
+    client_command(["scontrol", "release", job_id])
 
 
 def scancel(job_id: str) -> None:
     """Cancel one job (ours: its id comes from the store)."""
-    _slurm(["scancel", job_id])
+    client_command(["scancel", job_id])

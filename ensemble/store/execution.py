@@ -11,6 +11,15 @@ from ensemble.status import RunStatus
 if TYPE_CHECKING:
     from ensemble.store.batch import WriteBatch
 
+#: Run ids ``(low, high)``, both included; None: every run.
+RunRange = tuple[int, int] | None
+#: SQLite's largest integer: the upper bound of an open range.
+MAX_ID = 2 ** 63 - 1
+
+
+def _bounds(run_range: RunRange) -> tuple[int, int]:
+    return (1, MAX_ID) if run_range is None else (int(run_range[0]), int(run_range[1]))
+
 
 class ExecutionQueries:
     """Mixed into :class:`~ensemble.store.Store`: the SQL of managers."""
@@ -44,13 +53,25 @@ class ExecutionQueries:
 
 
     # -- execution ---------------------------------------------------------------
-    def queued_ids(self, after: int, limit: int) -> list[int]:
-        """Queued, unclaimed run ids above ``after``, ascending."""
+    def queued_ids(self, after: int, limit: int, run_range: RunRange = None) -> list[int]:
+        """Queued, unclaimed run ids above ``after`` (and within ``run_range``), ascending."""
+        low, high = _bounds(run_range)
         return [r[0] for r in self.conn.execute(
-            "SELECT id FROM runs WHERE status=0 AND claimed_by IS NULL AND id>? ORDER BY id LIMIT ?", (after, limit))]
+            "SELECT id FROM runs WHERE status=0 AND claimed_by IS NULL AND id>? AND id<=? ORDER BY id LIMIT ?",
+            (max(after, low - 1), high, limit))]
 
-    def count_queued(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status=0").fetchone()[0]
+    def count_queued(self, run_range: RunRange = None) -> int:
+        """Queued runs (those with ids in ``run_range`` only, when given)."""
+        if run_range is None:
+            return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status=0").fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status=0 AND id BETWEEN ? AND ?",
+                                 _bounds(run_range)).fetchone()[0]
+
+    def count_backlog(self, live_managers: Sequence[str]) -> int:
+        """Queued runs no live manager holds: unclaimed, or claimed by a manager that died."""
+        marks = ",".join("?" * len(live_managers))
+        held = f" AND (claimed_by IS NULL OR claimed_by NOT IN ({marks}))" if live_managers else ""
+        return self.conn.execute(f"SELECT COUNT(*) FROM runs WHERE status=0{held}", list(live_managers)).fetchone()[0]
 
     def attempt_counts(self, run_ids: Sequence[int]) -> dict[int, int]:
         return dict(self._rows_for_ids(
@@ -65,17 +86,17 @@ class ExecutionQueries:
         return self.conn.execute("UPDATE runs SET claimed_by=? WHERE id=? AND status=0 AND claimed_by IS NULL",
                                  (manager, run_id)).rowcount == 1
 
-    def claim_next(self, manager: str, limit: int, exclude: Sequence[int] = ()) -> list[int]:
-        """Take up to ``limit`` of the lowest queued, unclaimed runs not in ``exclude`` (inside a
-        transaction).
+    def claim_next(self, manager: str, limit: int, exclude: Sequence[int] = (), run_range: RunRange = None) -> list[int]:
+        """Take up to ``limit`` of the lowest queued, unclaimed runs not in ``exclude`` (and within
+        ``run_range``) inside a transaction.
 
         Under ``BEGIN IMMEDIATE`` nobody else writes between the select and the update, so
         managers sharing an ensemble take disjoint batches and never lose a claim.
         """
         skip = f" AND id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
         ids = [r[0] for r in self.conn.execute(
-            f"SELECT id FROM runs WHERE status=0 AND claimed_by IS NULL{skip} ORDER BY id LIMIT ?",
-            (*exclude, limit))]
+            f"SELECT id FROM runs WHERE status=0 AND claimed_by IS NULL AND id BETWEEN ? AND ?{skip} ORDER BY id LIMIT ?",
+            (*_bounds(run_range), *exclude, limit))]
         for run_id in ids:
             self.conn.execute("UPDATE runs SET claimed_by=? WHERE id=?", (manager, run_id))
         return ids

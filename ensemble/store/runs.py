@@ -152,9 +152,11 @@ class RunQueries:
     def existing_run_ids(self, run_ids: Iterable[int]) -> set[int]:
         return {r[0] for r in self._rows_for_ids("SELECT id FROM runs WHERE id IN ({marks})", run_ids)}
 
-    def counts_by_status(self) -> dict[RunStatus, int]:
+    def counts_by_status(self, run_range: tuple[int, int] | None = None) -> dict[RunStatus, int]:
+        """Runs by status (those with ids in ``run_range``, both ends included, when given)."""
         counts = {s: 0 for s in RunStatus}
-        for status, count in self.conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"):
+        where, args = ("", ()) if run_range is None else (" WHERE id BETWEEN ? AND ?", tuple(run_range))
+        for status, count in self.conn.execute(f"SELECT status, COUNT(*) FROM runs{where} GROUP BY status", args):
             counts[RunStatus(status)] = count
         return counts
 
