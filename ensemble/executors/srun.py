@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ensemble.executors.adopted import AdoptedHandle
 from ensemble.executors.base import Handle, Launch
 from ensemble.executors.local import LocalExecutor, LocalHandle
+from ensemble.providers.slurm import job_spec
 
 #: Job steps created per second at most (``ENSEMBLE_SRUN_RATE`` overrides).  A burst of thousands
 #: of sruns makes slurmctld answer "step creation temporarily disabled" and every srun retry; on
@@ -76,7 +77,7 @@ class SrunExecutor(LocalExecutor):
         return not self._allocation_running()
 
     def _allocation_running(self) -> bool:
-        job = os.environ.get("SLURM_JOB_ID")
+        job = job_spec()
         if job is None or self.gone:
             return not self.gone
         if time.monotonic() < self.alive_until:

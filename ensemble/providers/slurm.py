@@ -32,6 +32,13 @@ def in_slurm_job(env: Mapping[str, str] = os.environ) -> bool:
     return bool(env.get("SLURM_JOB_ID"))
 
 
+def job_spec(env: Mapping[str, str] = os.environ) -> str | None:
+    """How Slurm's clients name this process's job: ``<array>_<task>`` for a task of a job array
+    (the array's last task carries the array's own id, under which every task is listed)."""
+    array, task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else env.get("SLURM_JOB_ID")
+
+
 def slurm_command(argv: list[str]) -> str:
     """Output of a Slurm client command, tried again after 1 s and 3 s (slurmctld may be busy for
     a moment); :class:`EnsembleError` naming it when it keeps failing."""
@@ -123,7 +130,7 @@ class SlurmProvider(Provider):
 
     @cached_property
     def record(self) -> dict[str, str]:
-        return parse_job_record(slurm_command(["scontrol", "show", "job", "-d", "-o", self.job_id]))
+        return parse_job_record(slurm_command(["scontrol", "show", "job", "-d", "-o", job_spec(self.env)]))
 
     def nodes(self) -> tuple[Node, ...]:
         return self._nodes
