@@ -82,9 +82,8 @@ class SrunExecutor(LocalExecutor):
             return not self.gone
         if time.monotonic() < self.alive_until:
             return True
-        try:
-            done = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
+        done = _squeue_state(job)
+        if done is None:
             return True
         if done.returncode != 0 and "invalid job id" not in done.stderr.lower():
             return True  # slurmctld did not answer: no reason to blame the allocation
@@ -96,3 +95,16 @@ class SrunExecutor(LocalExecutor):
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "srun_rate": self.rate, "srun_burst": self.burst}
+
+
+def _squeue_state(job: str) -> subprocess.CompletedProcess | None:
+    """``squeue -j JOB -o %T``; asked again when a signal killed it (a cancelled job's signal
+    reaches every process in it, this squeue included); None when it could not run."""
+    for _ in range(2):
+        try:
+            done = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if done.returncode >= 0:
+            break
+    return done
