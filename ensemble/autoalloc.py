@@ -28,7 +28,7 @@ from ensemble.errors import EnsembleError, SpecError
 from ensemble.lease import live_leases
 from ensemble.providers import pool
 from ensemble.providers.batchqueue import BatchQueue, FluxQueue, SlurmQueue
-from ensemble.providers.sbatch import BATCH_DIR, AllocRequest, client_command, write_script
+from ensemble.providers.sbatch import BATCH_DIR, AllocRequest, write_script
 
 if TYPE_CHECKING:
     from ensemble.manager import Ensemble
@@ -48,26 +48,17 @@ def backlog(ensemble: Ensemble) -> int:
     return ensemble.store.count_backlog([lease["manager"] for lease in live_leases(ensemble.store)])
 
 
-def capacity(ensemble: Ensemble, request: AllocRequest, system: str) -> int:
+def capacity(ensemble: Ensemble, request: AllocRequest, queue: BatchQueue) -> int:
     """Runs one allocation holds at once: its cores over the widest step of the first queued run
-    (cores per node from ``sinfo``; one run per node where they cannot be read), at most
-    ``max_concurrency``."""
+    (cores per node from ``sinfo`` or ``flux resource list``; one run per node where they cannot
+    be read), at most ``max_concurrency``."""
     first = ensemble.store.queued_ids(0, 1)
     steps = ensemble.store.runs(first)[0]["steps"] if first else []
     width = max((s.get("tasks", 1) * s.get("cores_per_task", 1) for s in steps), default=1)
-    cores = _cores_per_node(request.partition) if system == "slurm" else None
+    cores = queue.cores_per_node(request.partition)
     runs = request.nodes * max(1, (cores or width) // width)
     limit = request.manager["max_concurrency"]
     return max(1, min(runs, limit) if limit else runs)
-
-
-def _cores_per_node(partition: str | None) -> int | None:
-    try:
-        out = client_command(["sinfo", "-h", "-o", "%c", *(["-p", partition] if partition else [])])
-    except EnsembleError:
-        return None
-    counts = [int(m.group(1)) for m in re.finditer(r"(\d+)", out)]
-    return min(counts) if counts else None
 
 
 def submit_pool(ensemble: Ensemble, request: AllocRequest) -> str:
@@ -84,10 +75,11 @@ def submit_pool(ensemble: Ensemble, request: AllocRequest) -> str:
     ledger = pool.ledger_path(ensemble.setup_dir / BATCH_DIR, number)
     text = script_text(ensemble, request, "--pool", str(ledger))
     script = write_script(ensemble.setup_dir, text, suffix=".flux" if system == "flux" else ".sbatch")
+    queue = queue_for(system, ensemble.config.use_flux)
     record = pool.PoolRecord(pool=f"pool-{number}", script=str(script), max_allocations=request.max_allocations,
-                             capacity=capacity(ensemble, request, system), system=system)
+                             capacity=capacity(ensemble, request, queue), system=system)
     pool.write(ledger, record)
-    done = pool.tend(ledger, queue_for(system, ensemble.config.use_flux), lambda: waiting)
+    done = pool.tend(ledger, queue, lambda: waiting)
     if not done.submitted:
         for path in (ledger, ledger.with_suffix(".lock")):
             path.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ about which allocations are pending or running: a job that died is simply no lon
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
@@ -56,6 +57,10 @@ class BatchQueue(ABC):
     def current_job(self, env: Mapping[str, str] = os.environ) -> str | None:
         """The id of the allocation this process runs in, if any."""
 
+    @abstractmethod
+    def cores_per_node(self, partition: str | None = None) -> int | None:
+        """Cores of the smallest node allocations get (None where the batch system does not say)."""
+
 
 class SlurmQueue(BatchQueue):
     """Slurm: ``sbatch --parsable``, ``squeue --me``, ``scancel``."""
@@ -79,6 +84,14 @@ class SlurmQueue(BatchQueue):
 
     def current_job(self, env: Mapping[str, str] = os.environ) -> str | None:
         return env.get("SLURM_JOB_ID") or None
+
+    def cores_per_node(self, partition: str | None = None) -> int | None:
+        try:
+            out = client_command(["sinfo", "-h", "-o", "%c", *(["-p", partition] if partition else [])])
+        except EnsembleError:
+            return None
+        counts = [int(m.group(1)) for m in re.finditer(r"(\d+)", out)]
+        return min(counts) if counts else None
 
 
 class FluxQueue(BatchQueue):
@@ -127,3 +140,13 @@ class FluxQueue(BatchQueue):
 
     def current_job(self, env: Mapping[str, str] = os.environ) -> str | None:
         return env.get("FLUX_JOB_ID") or None
+
+    def cores_per_node(self, partition: str | None = None) -> int | None:
+        """The instance's cores over its nodes (``flux resource list``, every state)."""
+        try:
+            out = self._run("resource", "list", "-n", "-o", "{nnodes} {ncores}")
+        except EnsembleError:
+            return None
+        pairs = [[int(v) for v in line.split()] for line in out.splitlines() if re.fullmatch(r"\d+ \d+", line.strip())]
+        nodes, cores = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+        return cores // nodes if nodes else None
