@@ -9,8 +9,17 @@
 #   tests/testbed/slurm.sh env                prints SLURM_CONF=... for clients
 #
 # Everything lives under $ENSEMBLE_SLURM_STATE (default /tmp/ensemble-slurm).  Runs as root.
+# Ports: $ENSEMBLE_SLURM_PORT (default 6817) for slurmctld, +1 for SlurmdPort, +1+k for node k.
+# A second testbed beside the first needs both set, e.g.
+#   ENSEMBLE_SLURM_STATE=/tmp/ensemble-slurm-sim ENSEMBLE_SLURM_PORT=7817 tests/testbed/slurm.sh start 32 4
+# (its own munged, socket and key under its state dir; stop with the same variables stops only it).
 set -euo pipefail
 S=${ENSEMBLE_SLURM_STATE:-/tmp/ensemble-slurm}
+PORT=${ENSEMBLE_SLURM_PORT:-6817}
+case "$PORT" in
+    '' | *[!0-9]*) echo "ENSEMBLE_SLURM_PORT must be a port number, got '$PORT'" >&2; exit 2 ;;
+esac
+if [ "$PORT" = 6817 ]; then CLUSTER=testcluster; else CLUSTER=testcluster$PORT; fi
 export SLURM_CONF=$S/slurm.conf
 
 install() {
@@ -36,12 +45,12 @@ write_conf() {
     mkdir -p "$S"/{munge,spool/ctld,run,log,tmp}
     chmod 755 "$S/munge"
     cat >"$S/slurm.conf" <<CONF
-ClusterName=testcluster
+ClusterName=$CLUSTER
 SlurmctldHost=localhost
 SlurmUser=root
 SlurmdUser=root
-SlurmctldPort=6817
-SlurmdPort=6818
+SlurmctldPort=$PORT
+SlurmdPort=$((PORT + 1))
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$S/munge/munge.socket
@@ -74,7 +83,7 @@ CONF
     for k in $(seq 1 "$nodes"); do
         # Each node's TmpFS must exist: PMIx (srun --mpi=pmix) puts its per-step directories there.
         mkdir -p "$S/tmp/node$k"
-        echo "NodeName=node$k NodeHostname=$host NodeAddr=127.0.0.1 Port=$((6818 + k)) CPUs=$cpus RealMemory=8000 Gres=gpu:2 State=UNKNOWN" >>"$S/slurm.conf"
+        echo "NodeName=node$k NodeHostname=$host NodeAddr=127.0.0.1 Port=$((PORT + 1 + k)) CPUs=$cpus RealMemory=8000 Gres=gpu:2 State=UNKNOWN" >>"$S/slurm.conf"
     done
     echo "PartitionName=debug Nodes=node[1-$nodes] Default=YES MaxTime=INFINITE State=UP" >>"$S/slurm.conf"
     # Two pretend GPUs per node: Slurm counts and binds them (CUDA_VISIBLE_DEVICES) by their files.
