@@ -47,8 +47,8 @@ def reader(kind: str, setup: str, stop, out) -> None:
     calls, errors, first = 0, 0, None
     dashboard = None
     if kind == "dashboard_api":
-        from ensemble.dashboard.data import status
         from ensemble.store import Store
+        from ensemble.watch.dashboard.data import status
         dashboard = (lambda store: status(store, time.time()), Store)
     while not stop.is_set():
         try:

@@ -21,7 +21,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
 from ensemble import CompositeRun, Ensemble, Step
-from ensemble.dashboard.server import DashboardServer
+from ensemble.watch.dashboard.server import DashboardServer
 
 FAILING, GATED = (7, 13), range(17, 25)
 

@@ -1,5 +1,4 @@
 """ensemble: run many simulations (one application, many inputs) on HPC allocations."""
-from ensemble.analysis import filter_runs
 from ensemble.errors import (
     EnsembleBusy,
     EnsembleError,
@@ -11,6 +10,7 @@ from ensemble.errors import (
     TemplateError,
 )
 from ensemble.manager import DEFAULT_SETUP_DIR, Ensemble
+from ensemble.results.analysis import filter_runs
 from ensemble.spec import CompositeRun, Run, Step
 from ensemble.status import RUN_ABORTED, RUN_FAILURE, RUN_KILLED, RUN_QUEUED, RUN_SUCCESS, RunStatus
 

@@ -6,21 +6,21 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ensemble import setupdir
-from ensemble.arguments import format_ids, optional_path, run_id_arg, run_ids_arg, split_create_args
-from ensemble.config import DEFAULT_RESULT_FILE, EnsembleConfig
-from ensemble.control import add_runs, submit
-from ensemble.errors import EnsembleError, SpecError, SpecTypeError
-from ensemble.intake import new_samples
-from ensemble.preparation import Preparation
-from ensemble.reports import Reports
-from ensemble.setupdir import DEFAULT_SETUP_DIR, setup_path
+from ensemble.errors import SpecError, SpecTypeError
+from ensemble.prep.preparation import Preparation
+from ensemble.results.reports import Reports
+from ensemble.setup import setupdir
+from ensemble.setup.control import add_runs
+from ensemble.setup.handle import EnsembleHandle
+from ensemble.setup.intake import new_samples
+from ensemble.setup.setupdir import DEFAULT_SETUP_DIR, setup_path
 from ensemble.spec import _check_args, to_json
+from ensemble.spec.arguments import format_ids, optional_path, run_id_arg, run_ids_arg, split_create_args
+from ensemble.spec.config import DEFAULT_RESULT_FILE
 from ensemble.status import COMPLETED, RUN_ABORTED, RUN_FAILURE, RUN_KILLED, RUN_QUEUED, RUN_SUCCESS, RunStatus
-from ensemble.store import Store
 
 
-class Ensemble(Reports, Preparation):
+class Ensemble(EnsembleHandle, Reports, Preparation):
     """Handle to an ensemble stored in a setup directory.
 
     ``Ensemble(setup_dir)`` opens an existing ensemble; use :meth:`create`
@@ -33,19 +33,8 @@ class Ensemble(Reports, Preparation):
     RUN_ABORTED = RUN_ABORTED
     RUN_KILLED = RUN_KILLED
 
-    def __init__(self, setup_dir: str | os.PathLike = DEFAULT_SETUP_DIR) -> None:
-        self.setup_dir = setup_path(setup_dir)
-        if not self.exists(self.setup_dir):
-            raise EnsembleError(f"setup_dir: no ensemble in {str(self.setup_dir)!r} (create one first)")
-        self.store = Store.open(self.setup_dir)
-        self.config = EnsembleConfig.from_dict(self.store.get_meta("config"))
-
     def __repr__(self) -> str:
         return f"Ensemble({str(self.setup_dir)!r})"
-
-    def close(self) -> None:
-        """Close the database connection."""
-        self.store.close()
 
     def __enter__(self) -> "Ensemble":
         return self
@@ -78,7 +67,7 @@ class Ensemble(Reports, Preparation):
             run_symlink: path(s) or glob(s) symlinked into each run directory.
             run_dir_names: format string over sample labels and ``run_id``;
                 default ``runs/{run_id}`` relative to the current directory.
-            app_interface: path to a Python module with hooks (see :mod:`ensemble.hooks`).
+            app_interface: path to a Python module with hooks (see :mod:`ensemble.prep.hooks`).
             setup_dir: where the ensemble's database and logs live.
             max_restarts: restarts per failed run (None: unlimited).
             max_failed_runs: stop the ensemble once more runs than this failed (None: no limit).
@@ -88,7 +77,7 @@ class Ensemble(Reports, Preparation):
             template_engine: ``"tokens"`` (``%%name%%``) or ``"jinja"`` (opt-in Jinja2).
             strict_templates: unknown tokens are errors (False leaves them as they are).
             result_file: JSON file in the run directory that becomes the run's result when its
-                last step succeeds (None: none is read; see :mod:`ensemble.resultfile`).
+                last step succeeds (None: none is read; see :mod:`ensemble.spec.resultfile`).
             progress: called with 1 as each run has been checked (the CLI's progress bar).
 
         Raises:
@@ -179,9 +168,6 @@ class Ensemble(Reports, Preparation):
         return self.store.events(run_id)
 
     # -- changing runs -------------------------------------------------------------
-    def _submit(self, command: dict[str, Any]) -> str:
-        return submit(self.setup_dir, self.store, self.config, command)
-
     def check_run_ids(self, run_ids: Iterable[int]) -> list[int]:
         """The ids as a list; raise SpecError naming the ids that are not runs of this ensemble."""
         ids = run_ids_arg(run_ids)
@@ -219,7 +205,7 @@ class Ensemble(Reports, Preparation):
         """
         ids = run_ids_arg(run_ids)
         self._check_existing(ids)
-        self._submit({"op": "dequeue", "run_ids": ids})
+        self.submit_command({"op": "dequeue", "run_ids": ids})
 
     def requeue_runs(self, run_ids: Iterable[int], hard: bool = False) -> None:
         """Queue completed runs again; ``hard`` restarts them from step 0 with no restarts used.
@@ -230,13 +216,13 @@ class Ensemble(Reports, Preparation):
         if not isinstance(hard, bool):
             raise SpecTypeError(f"hard: expected True or False, got {hard!r}")
         self._check_existing(ids)
-        self._submit({"op": "requeue", "run_ids": ids, "hard": hard})
+        self.submit_command({"op": "requeue", "run_ids": ids, "hard": hard})
 
     def set_result(self, run_id: int, result: Any) -> None:
         """Set the (JSON-serialisable) result of a run."""
         run_id = run_id_arg(run_id)
         self._check_existing([run_id], "run_id")
-        self._submit({"op": "set_result", "run_id": run_id, "result": json.loads(to_json(result, "result"))})
+        self.submit_command({"op": "set_result", "run_id": run_id, "result": json.loads(to_json(result, "result"))})
 
     def on_completion(self, args: Sequence[str] | str, cwd: str = ".", stdout: str | None = None,
                       stderr: str | None = None) -> None:
@@ -253,7 +239,7 @@ class Ensemble(Reports, Preparation):
             raise SpecTypeError(f"on_completion.cwd: expected a directory path, got {cwd!r}")
         spec["stdout"] = optional_path("on_completion.stdout", stdout)
         spec["stderr"] = optional_path("on_completion.stderr", stderr)
-        self._submit({"op": "on_completion", "spec": spec})
+        self.submit_command({"op": "on_completion", "spec": spec})
 
     # -- execution -----------------------------------------------------------------
     def execute_local(self, blocking: bool = False, timeout: float | None = None, parallelism: int | None = None,
@@ -281,7 +267,7 @@ class Ensemble(Reports, Preparation):
             mpi: the ``srun --mpi=`` plugin for steps (``"pmix"``, ``"pmi2"``; default:
                 ``$ENSEMBLE_MPI``, else Slurm's ``MpiDefault``).
             early_stop: minutes before the allocation's end (or ``timeout``) after which no new
-                run starts; running ones go on until the end.
+                run starts; running ones go on until the end.  None or 0: no early stop.
 
         Returns:
             the detached manager's pid, or None when blocking.
@@ -289,7 +275,7 @@ class Ensemble(Reports, Preparation):
         Raises:
             EnsembleBusy: another manager executes the ensemble (and multiple are not allowed).
         """
-        from ensemble import execution
+        from ensemble.alloc import execution
 
         return execution.execute_local(self.setup_dir, self.store, blocking=blocking, timeout=timeout,
                                 parallelism=parallelism, allow_multiple=allow_multiple,
@@ -326,8 +312,8 @@ class Ensemble(Reports, Preparation):
             ValueError, TypeError: for invalid arguments, naming field and value.
             EnsembleError: ``sbatch`` is missing or rejected the job.
         """
-        from ensemble.autoalloc import submit_pool
-        from ensemble.chain import check_request, submit_alloc
+        from ensemble.alloc.autoalloc import submit_pool
+        from ensemble.alloc.chain import check_request, submit_alloc
 
         request = check_request(nodes, partition, bank, name, timeout, repeats, parallelism, early_stop,
                                 allow_multiple, max_concurrency, launcher, mpi, kill_grace, log_layout, max_allocations)
@@ -347,8 +333,8 @@ class Ensemble(Reports, Preparation):
             ValueError, TypeError: invalid arguments, no queued run, more tasks than the cluster's
                 ``MaxArraySize``; nothing is written or submitted.
         """
-        from ensemble.arrays import check_array, submit_array
-        from ensemble.chain import check_request
+        from ensemble.alloc.arrays import check_array, submit_array
+        from ensemble.alloc.chain import check_request
 
         array = check_array(runs_per_task, max_running)
         request = check_request(nodes, partition, bank, name, timeout, **{**manager, "allow_multiple": True})

@@ -15,15 +15,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ensemble import control
-from ensemble.config import EnsembleConfig
-from ensemble.hooks import ENV_MANAGER, ENV_RUN_DIR, ENV_RUN_ID, ENV_SAMPLE, ENV_SETUP_DIR
-from ensemble.intake import RunIntake
-from ensemble.rundir import RunDirPreparer
+from ensemble.prep.hooks import ENV_MANAGER, ENV_RUN_DIR, ENV_RUN_ID, ENV_SAMPLE, ENV_SETUP_DIR
+from ensemble.prep.rundir import RunDirPreparer
+from ensemble.setup import control
+from ensemble.setup.intake import RunIntake
+from ensemble.setup.setupdir import CONFIG_FILE
 from ensemble.spec import to_json
-from ensemble.templating import Template
-
-CONFIG_FILE = "config.json"
+from ensemble.spec.config import EnsembleConfig
+from ensemble.spec.templating import Template
 
 
 class RuntimeContextError(RuntimeError):

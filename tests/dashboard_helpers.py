@@ -14,7 +14,7 @@ import pytest
 from engine_helpers import create, execute, run, sh
 
 from ensemble import Ensemble
-from ensemble.dashboard.server import DashboardServer
+from ensemble.watch.dashboard.server import DashboardServer
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 #: Runs 1..6; run 4 fails (exit 3, after a line on stderr), the others give the result {"y": x*x}.

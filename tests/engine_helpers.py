@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 import pytest
 
 from ensemble import CompositeRun, Ensemble, Step
-from ensemble.lease import HOST, process_start_time
-from ensemble.procs import kill_tagged
+from ensemble.executors.procs import kill_tagged
 from ensemble.status import RunStatus
+from ensemble.store.lease import HOST, process_start_time
 
 SETUP = "setup"
 #: Safety net passed as ``execute_local(timeout=...)`` so a broken engine cannot hang the suite.

@@ -1,7 +1,7 @@
 """Helpers for the fault-injection engine tests (fencing, faults, several managers).
 
 Everything here drives real processes: managers are started as
-``python -m ensemble.execution SETUP_DIR OPTIONS_JSON`` (so a test sees their exit
+``python -m ensemble.alloc.execution SETUP_DIR OPTIONS_JSON`` (so a test sees their exit
 code), frozen with SIGSTOP/SIGCONT, and observed through the database and
 ``/proc``.  Waiting is always "poll a condition with a generous bound".
 """
@@ -24,9 +24,9 @@ import pytest
 from engine_helpers import GUARD_MINUTES, engine_dir, proc_state, wait_for
 
 from ensemble import Ensemble
-from ensemble.execution import options_spec
-from ensemble.hooks import ENV_MANAGER
-from ensemble.procs import kill_tagged
+from ensemble.alloc.execution import options_spec
+from ensemble.executors.procs import kill_tagged
+from ensemble.prep.hooks import ENV_MANAGER
 from ensemble.store import DB_NAME
 
 #: x86-64 syscall numbers of nanosleep and clock_nanosleep: where SQLite's busy handler sleeps
@@ -38,7 +38,7 @@ _MANAGER_IDS: set[str] = set()
 
 # -- starting managers ------------------------------------------------------------------------------
 def options_json(**options: Any) -> str:
-    """OPTIONS_JSON for ``python -m ensemble.execution`` (what options_spec returns)."""
+    """OPTIONS_JSON for ``python -m ensemble.alloc.execution`` (what options_spec returns)."""
     spec_args = dict(timeout=GUARD_MINUTES, parallelism=1, allow_multiple=False, max_concurrency=None, cores=1,
                      gpus=0)
     accepted = inspect.signature(options_spec).parameters
@@ -57,7 +57,7 @@ class Manager:
         logs = ens.setup_dir / "logs"
         with open(logs / "manager.out", "ab") as out:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "ensemble.execution", str(ens.setup_dir), options_json(**options)],
+                [sys.executable, "-m", "ensemble.alloc.execution", str(ens.setup_dir), options_json(**options)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 cwd=ens.setup_dir, env={**os.environ, **(env or {})})
         self.kept = (env or {}).get("ENSEMBLE_KEEPER", os.environ.get("ENSEMBLE_KEEPER", "1")) != "0"

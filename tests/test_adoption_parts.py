@@ -8,13 +8,12 @@ import time
 
 from engine_helpers import wait_for
 
-from ensemble import keeper
-from ensemble.engine import adoption
+from ensemble.engine import adoption, keeper
 from ensemble.executors import adopted
 from ensemble.executors.adopted import find_record, launch_key, read_exits
-from ensemble.lease import proc_stat, process_start_time
-from ensemble.procs import children
-from ensemble.resources import Node, Pool
+from ensemble.executors.procs import children
+from ensemble.providers.resources import Node, Pool
+from ensemble.store.lease import proc_stat, process_start_time
 
 
 def test_launch_key_reads_run_and_attempt_from_the_tag():

@@ -6,13 +6,13 @@ import doctest
 import pytest
 from engine_helpers import create, execute, run, sh
 
-import ensemble.analysis
+import ensemble.results.analysis
 from ensemble import filter_runs
 from ensemble.errors import SpecError
 
 
 def test_doctests():
-    assert doctest.testmod(ensemble.analysis).failed == 0
+    assert doctest.testmod(ensemble.results.analysis).failed == 0
 
 
 def test_filter_an_executed_ensemble(edir):

@@ -410,8 +410,8 @@ def test_commands_do_not_import_pandas_or_the_engine(capsys, samples, workdir, a
     create(capsys)
     (workdir / "more.csv").write_text("x,y,name\n10,0.5,z\n")
     code = (f"import sys\nfrom ensemble import cli\nassert cli.main({argv!r}) == 0\n"
-            "heavy = [m for m in ('pandas', 'numpy', 'yaml', 'jinja2', 'ensemble.engine', 'ensemble.execution',\n"
-            "                     'ensemble.hookworker', 'ensemble.summaries') if m in sys.modules]\n"
+            "heavy = [m for m in ('pandas', 'numpy', 'yaml', 'jinja2', 'ensemble.engine', 'ensemble.alloc.execution',\n"
+            "                     'ensemble.engine.hookworker', 'ensemble.results.summaries') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=child_env(), capture_output=True, text=True,
                           timeout=60, check=False)

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from ensemble import Ensemble, Run
-from ensemble.control import ingest, pending, post
+from ensemble.setup.control import ingest, pending, post
 from ensemble.status import RunStatus
 
 

@@ -16,9 +16,9 @@ import pytest
 from dashboard_helpers import FAILING, executed, request, serving
 from engine_helpers import DEADLINE, create, execute, run, sh
 
-from ensemble.dashboard import data, layout, pages, svg
 from ensemble.store import Store
 from ensemble.store.runs import RunPage
+from ensemble.watch.dashboard import data, layout, pages, svg
 
 RUN_LINK = re.compile(r'<a href="/run/(\d+)">\1</a>')
 

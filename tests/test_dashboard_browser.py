@@ -11,7 +11,7 @@ import pytest
 from dashboard_helpers import FAILING, chromium, executed, serving
 from engine_helpers import DEADLINE, create, run, sh, start_detached, wait_file, wait_manager_exit
 
-from ensemble.dashboard.server import DashboardServer
+from ensemble.watch.dashboard.server import DashboardServer
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -31,7 +31,7 @@ from engine_helpers import (
     wait_manager_exit,
 )
 
-from ensemble.execution import options_spec
+from ensemble.alloc.execution import options_spec
 from ensemble.status import RunStatus
 
 RUNS = 5
@@ -236,7 +236,7 @@ def test_dead_but_unreaped_manager_does_not_block_the_next_execution(edir):
     # A manager process that is our child, which we deliberately do not reap yet (without a keeper,
     # which would reap it).
     spec = options_spec(timeout=0.75, parallelism=None, allow_multiple=False, max_concurrency=None, cores=1, gpus=None)
-    child = subprocess.Popen([sys.executable, "-m", "ensemble.execution", str(ens.setup_dir), json.dumps(spec)],
+    child = subprocess.Popen([sys.executable, "-m", "ensemble.alloc.execution", str(ens.setup_dir), json.dumps(spec)],
                              env={**os.environ, "ENSEMBLE_KEEPER": "0"})
     try:
         wait_for(lambda: open_ids(ens) == {1}, "the run to start")

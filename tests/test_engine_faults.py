@@ -48,11 +48,12 @@ from fault_helpers import (
     thaw,
 )
 
-from ensemble import Ensemble, EnsembleError, Step, control
+from ensemble import Ensemble, EnsembleError, Step
+from ensemble.alloc.execution import _spawn_detached
 from ensemble.engine import EXIT_MAX_FAILED, EXIT_RUNS_FAILED
-from ensemble.execution import _spawn_detached
-from ensemble.lease import live_leases
+from ensemble.setup import control
 from ensemble.status import RunStatus
+from ensemble.store.lease import live_leases
 
 SUCCESS, FAILURE, QUEUED = RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.QUEUED
 

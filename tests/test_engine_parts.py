@@ -15,10 +15,10 @@ from ensemble.engine.reactor import Reactor
 from ensemble.engine.recorder import DiskFull, LeaseLost, PendingStart, Recorder
 from ensemble.engine.runqueue import RunQueue
 from ensemble.engine.runstate import BACKOFF_MAX, Action, KillReason, Outcome, RunState, after_step, outcome_of, retry_delay
-from ensemble.lease import acquire
-from ensemble.resources import Node, Pool
+from ensemble.providers.resources import Node, Pool
 from ensemble.status import RunStatus
 from ensemble.store import Store
+from ensemble.store.lease import acquire
 
 
 def state(steps: int = 2, step: int = 0, restarts: int = 0, shape: tuple[int, int] = (1, 1),

@@ -7,13 +7,13 @@ import sys
 from engine_helpers import create, run, sh, statuses
 from test_engine_parts import never, state
 
+from ensemble.alloc.routing import RoutedExecutor, RoutedLauncher
 from ensemble.engine import EXIT_WORK_LEFT, Engine, EngineOptions
 from ensemble.engine.runqueue import RunQueue
 from ensemble.executors import LocalExecutor, WorkerExecutor
 from ensemble.launchers import LocalLauncher
 from ensemble.providers import Provider
-from ensemble.resources import Node, Pool
-from ensemble.routing import RoutedExecutor, RoutedLauncher
+from ensemble.providers.resources import Node, Pool
 from ensemble.status import RunStatus
 
 
@@ -58,7 +58,7 @@ def test_a_run_that_fitted_before_a_node_was_lost_waits_for_the_next_allocation(
     ens = create([run(i, sh("true")) for i in range(1, 4)] + [run(4, sh("true", tasks=3))])
 
     def worker(node: Node) -> list[str]:  # node b's worker dies at once
-        return [sys.executable, "-m", "ensemble.worker"] if node.name == "a" else ["sh", "-c", "exit 1"]
+        return [sys.executable, "-m", "ensemble.executors.nodeworker"] if node.name == "a" else ["sh", "-c", "exit 1"]
 
     def executor() -> RoutedExecutor:
         return RoutedExecutor(LocalExecutor(), WorkerExecutor(NODES, worker))

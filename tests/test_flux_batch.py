@@ -16,7 +16,7 @@ import pytest
 from engine_helpers import create, run, sh, wait_for
 from slurm_helpers import CPUS, DEADLINE
 
-from ensemble import chain
+from ensemble.alloc import chain
 from ensemble.errors import EnsembleError, SpecError
 from ensemble.flux.batch import flux_start_line, render_flux_script, submit_flux
 from ensemble.providers.sbatch import check_request, execute_argv

@@ -19,13 +19,13 @@ import pytest
 from engine_helpers import GUARD_MINUTES, create, long_sleep, py, run, sh, token
 
 from ensemble import CompositeRun, Ensemble, Step
+from ensemble.alloc.execution import execute_local
 from ensemble.engine import EXIT_WORK_LEFT
 from ensemble.errors import SpecError
-from ensemble.execution import execute_local
 from ensemble.executors.base import Launch
 from ensemble.flux.executor import FluxExecutor
 from ensemble.flux.instance import FluxProvider
-from ensemble.resources import Placement, Share
+from ensemble.providers.resources import Placement, Share
 
 
 def _install(monkeypatch, instance: fakeflux.Instance) -> None:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ensemble import Ensemble, EnsembleError, Run
 from ensemble.cli import main
-from ensemble.templating import Template, TemplateError
+from ensemble.spec.templating import Template, TemplateError
 
 CSV_TEXT = st.text(alphabet='x,y"\n\r 1.5e-\0\ufeffnaNinf\t;', max_size=40)
 TEMPLATE_TEXT = st.text(alphabet="%x y{}_-.1\n", max_size=30)

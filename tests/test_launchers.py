@@ -11,12 +11,12 @@ import shutil
 import pytest
 
 from ensemble import Step
-from ensemble.backends import WORKER_AUTO_RUNS, check_mpi, resolve_launcher
+from ensemble.alloc.backends import WORKER_AUTO_RUNS, check_mpi, resolve_launcher
 from ensemble.errors import SpecError
 from ensemble.launchers import LocalLauncher, MpirunLauncher, SrunLauncher
 from ensemble.launchers.mpirun import MPICH, OPEN_MPI, mpi_flavour
 from ensemble.launchers.srun import parse_mpi_list
-from ensemble.resources import VISIBLE_DEVICES_VARS, Node, Placement, Pool, Share
+from ensemble.providers.resources import VISIBLE_DEVICES_VARS, Node, Placement, Pool, Share
 
 #: ``srun --mpi=list`` of Slurm 22.05 (Debian 12), as printed.
 MPI_LIST = ("MPI plugin types are...\n\tpmix\n\tnone\n\tcray_shasta\n\tpmi2\n"

@@ -6,7 +6,7 @@ import pytest
 from ensemble.errors import EnsembleError, SpecError, SpecTypeError
 from ensemble.providers import LsfProvider
 from ensemble.providers.lsf import in_lsf_job, parse_mcpu_hosts
-from ensemble.resources import Node
+from ensemble.providers.resources import Node
 
 CORAL = {"LSB_JOBID": "4242", "LSB_MCPU_HOSTS": "batch1 1 lassen12 40 lassen13 40"}
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 
 from ensemble import Step
-from ensemble.backends import choose_backend, resolve_launcher
+from ensemble.alloc.backends import choose_backend, resolve_launcher
 from ensemble.errors import SpecError
 from ensemble.launchers import JsrunLauncher, LrunLauncher
-from ensemble.resources import VISIBLE_DEVICES_VARS, Node, Placement, Pool, Share
-from ensemble.rundir import RunDirPreparer
-from ensemble.templating import Template
+from ensemble.prep.rundir import RunDirPreparer
+from ensemble.providers.resources import VISIBLE_DEVICES_VARS, Node, Placement, Pool, Share
+from ensemble.spec.templating import Template
 
 
 def hosts(count: int, cores: int = 40, gpus: int = 0) -> Pool:

@@ -8,8 +8,8 @@ import sys
 import pytest
 from engine_helpers import create, execute, run, sh
 
-from ensemble import plots
 from ensemble.errors import EnsembleError, SpecError
+from ensemble.watch import plots
 
 
 def png_size(path) -> tuple[int, int]:

@@ -19,7 +19,7 @@ import pytest
 from conftest import snapshot
 from engine_helpers import attempts_by_run, create, execute, run, sh, statuses
 
-from ensemble import arrays
+from ensemble.alloc import arrays
 from ensemble.cli import build_parser, main
 from ensemble.errors import SpecError, SpecTypeError
 from ensemble.providers import pool

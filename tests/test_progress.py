@@ -1,4 +1,4 @@
-"""Progress on long commands (:mod:`ensemble.progress`): a bar on standard error when it is a
+"""Progress on long commands (:mod:`ensemble.watch.progress`): a bar on standard error when it is a
 terminal, nothing at all otherwise or with ``--quiet``.
 
 The command-line tests run ``python -m ensemble`` with standard error on a pseudo-terminal.
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from ensemble import Ensemble, Run, progress
+from ensemble import Ensemble, Run
 from ensemble.cli import main
 from ensemble.store import DB_NAME
+from ensemble.watch import progress
 
 TRUE = shutil.which("true")
 #: Environment variables with which rich would not treat a terminal as one.

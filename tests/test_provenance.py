@@ -10,7 +10,7 @@ import sys
 from engine_helpers import create, run, sh
 
 from ensemble import __version__
-from ensemble.cliinfo import info, lines
+from ensemble.cli.info import info, lines
 
 
 def git(cwd, *argv: str) -> str:

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import write_script
 
-from ensemble import resources
+from ensemble.alloc.execution import options_spec
 from ensemble.errors import SpecError, SpecTypeError
-from ensemble.execution import options_spec
-from ensemble.providers import LocalProvider
-from ensemble.resources import NOTHING_FOUND, Node, Pool, detect_gpus, parse_visible_devices
+from ensemble.providers import LocalProvider, resources
+from ensemble.providers.resources import NOTHING_FOUND, Node, Pool, detect_gpus, parse_visible_devices
 
 NVIDIA_SMI_L = """\
 GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a39)

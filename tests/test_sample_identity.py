@@ -6,7 +6,7 @@ import sqlite3
 from engine_helpers import create, execute, run, sh
 
 from ensemble import Ensemble, Run
-from ensemble.samplehash import hash_of_json, sample_hash
+from ensemble.spec.samplehash import hash_of_json, sample_hash
 from ensemble.store import DB_NAME, Store
 
 

@@ -9,8 +9,8 @@ import sys
 from engine_helpers import create, events, peak, run, sh, start_detached, statuses, wait_for, wait_manager_exit
 from slurm_helpers import CPUS, DEADLINE
 
-from ensemble import allocations
 from ensemble.engine import EXIT_WORK_LEFT
+from ensemble.setup import allocations
 from ensemble.status import RunStatus
 
 

@@ -10,7 +10,7 @@ from slurm_helpers import GPUS, batch_script
 
 from ensemble import CompositeRun, Step
 from ensemble.launchers import SrunLauncher
-from ensemble.resources import Placement, Share
+from ensemble.providers.resources import Placement, Share
 from ensemble.status import RunStatus
 
 SEEN = 'echo "$SLURMD_NODENAME ${CUDA_VISIBLE_DEVICES-unset} ${SLURM_GPUS_ON_NODE-0}" > seen.$SLURM_PROCID'

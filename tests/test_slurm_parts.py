@@ -9,8 +9,8 @@ import pytest
 from ensemble import Step
 from ensemble.errors import EnsembleError, SpecError
 from ensemble.executors import Launch, SrunExecutor
+from ensemble.providers.resources import Node, Pool
 from ensemble.providers.slurm import _epoch, parse_cpus_per_node, parse_index_list, parse_job_record
-from ensemble.resources import Node, Pool
 
 RECORD = ("JobId=42 JobName=ens JobState=RUNNING TimeLimit=00:05:00 StartTime=2026-12-02T00:55:45 "
           "EndTime=2026-12-02T01:00:45 NodeList=node[1-3] NumNodes=3 "
@@ -106,7 +106,7 @@ def test_a_failing_slurm_command_is_tried_again_then_named(tmp_path, monkeypatch
 
 
 def test_detection_never_crashes_without_the_resource_managers_commands(tmp_path, monkeypatch):
-    from ensemble.backends import resolve_launcher
+    from ensemble.alloc.backends import resolve_launcher
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no srun, scontrol, flux, mpirun here
     job = {"SLURM_JOB_ID": "42"}

@@ -10,7 +10,7 @@ import pytest
 from engine_helpers import attempts_by_run, create, events, run, sh, statuses, wait_for
 from slurm_helpers import DEADLINE
 
-from ensemble.autoalloc import TEND_EVERY_ENV
+from ensemble.alloc.autoalloc import TEND_EVERY_ENV
 from ensemble.providers import pool
 from ensemble.status import RunStatus
 from ensemble.store import DB_NAME

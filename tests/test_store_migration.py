@@ -5,7 +5,7 @@ import sqlite3
 
 from engine_helpers import create, execute, run, sh
 
-from ensemble import summaries
+from ensemble.results import summaries
 from ensemble.store import DB_NAME, SCHEMA_VERSION, Store
 
 

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import pytest
 from conftest import snapshot
 
-from ensemble import Ensemble, Run, SpecError, SpecTypeError, TemplateError, control, intake
-from ensemble.intake import RunIntake
+from ensemble import Ensemble, Run, SpecError, SpecTypeError, TemplateError
+from ensemble.setup import control, intake
+from ensemble.setup.intake import RunIntake
 from ensemble.store import Store
 from ensemble.store import runs as runs_queries
 

@@ -10,9 +10,9 @@ import pytest
 from conftest import snapshot
 from engine_helpers import create, run, sh
 
-from ensemble import allocations
 from ensemble.cli import build_parser, main
 from ensemble.errors import EnsembleError, SpecError, SpecTypeError
+from ensemble.setup import allocations
 
 
 @pytest.fixture
@@ -107,27 +107,27 @@ def test_missing_sbatch_is_a_clear_error_and_leaves_no_script(ens, tmp_path, mon
 
 
 def test_chain_records_follow_the_commands(ens):
-    ens._submit(allocations.command("submitted", "10", "10", script="/s", repeats=2))
-    ens._submit(allocations.command("follow_up", "10", "11", after="10"))
+    ens.submit_command(allocations.command("submitted", "10", "10", script="/s", repeats=2))
+    ens.submit_command(allocations.command("follow_up", "10", "11", after="10"))
     assert allocations.find(ens.store, "11")[0] == "10"
-    ens._submit(allocations.command("started", "10", "11"))
-    ens._submit(allocations.command("follow_up", "10", "12", after="11"))
-    ens._submit(allocations.command("cancelled", "10", "12", reason="done"))
+    ens.submit_command(allocations.command("started", "10", "11"))
+    ens.submit_command(allocations.command("follow_up", "10", "12", after="11"))
+    ens.submit_command(allocations.command("cancelled", "10", "12", reason="done"))
     assert allocations.chains(ens.store) == {"10": {"current": "11", "pending": None, "repeats_left": 0,
                                                     "script": "/s", "jobs": ["10", "11", "12"]}}
     assert [e["kind"] for e in ens.events() if e["kind"].startswith("alloc_")] == [
         "alloc_submitted", "alloc_follow_up", "alloc_started", "alloc_follow_up", "alloc_cancelled"]
     assert allocations.find(ens.store, "12") is None
     with pytest.raises(EnsembleError, match="no allocation chain"):
-        ens._submit(allocations.command("started", "99", "99"))
+        ens.submit_command(allocations.command("started", "99", "99"))
 
 
 def test_follow_up_that_finds_nothing_queued_exits_at_once(ens, monkeypatch, capsys):
-    from ensemble import chain
+    from ensemble.alloc import chain
 
     ens.execute_local(blocking=True, launcher="local")
-    ens._submit(allocations.command("submitted", "10", "10", script="/s", repeats=2))
-    ens._submit(allocations.command("follow_up", "10", "11", after="10"))
+    ens.submit_command(allocations.command("submitted", "10", "10", script="/s", repeats=2))
+    ens.submit_command(allocations.command("follow_up", "10", "11", after="10"))
     monkeypatch.setenv("SLURM_JOB_ID", "11")
     assert chain.run_in_job(ens, lambda: pytest.fail("the engine must not run")) == 0
     assert allocations.chains(ens.store)["10"] == {"current": "11", "pending": None, "repeats_left": 1,
@@ -136,8 +136,15 @@ def test_follow_up_that_finds_nothing_queued_exits_at_once(ens, monkeypatch, cap
 
 
 def test_job_outside_any_chain_just_runs(ens, monkeypatch):
-    from ensemble import chain
+    from ensemble.alloc import chain
 
     monkeypatch.setenv("SLURM_JOB_ID", "12345")
     assert chain.run_in_job(ens, lambda: 7) == 7
     assert allocations.chains(ens.store) == {}
+
+
+def test_early_stop_zero_means_no_early_stop(ens):
+    assert "--early-stop" not in dry_run(ens, "--time", "60", "--early-stop", "0")
+    assert "--early-stop 5\n" in dry_run(ens, "--time", "60", "--early-stop", "5")
+    with pytest.raises(SpecError, match="^early_stop: "):
+        ens.execute_alloc(early_stop=-1)

@@ -14,8 +14,8 @@ from conftest import SETUP, sql
 from engine_helpers import create, execute, run, sh
 
 from ensemble import Ensemble, EnsembleError, Run, RunStatus, SpecError
-from ensemble.lease import HOST
 from ensemble.store import summary
+from ensemble.store.lease import HOST
 
 TRUE = "/bin/true"
 
@@ -354,3 +354,21 @@ def test_write_parquet_without_pyarrow_says_how_to_get_it(ens, workdir, monkeypa
     with pytest.raises(EnsembleError, match=r"pip install pyarrow"):
         ens.write_parquet(workdir / "runs.parquet")
     assert not (workdir / "runs.parquet").exists()
+
+
+def test_integer_results_and_labels_with_gaps_are_nullable_integers(workdir):
+    big = 2**53 + 1  # float64 would make it 2**53
+    with make([{"n": 1}, {"n": None}, {"n": big}]) as ens:
+        ens.set_result(1, {"count": 3, "mixed": 1})
+        ens.set_result(3, {"count": big, "mixed": 2.5})
+        frame = ens.as_dataframe()
+    assert str(frame["count"].dtype) == "Int64" and str(frame["n"].dtype) == "Int64"
+    assert frame.loc[3, "count"] == big and frame.loc[3, "n"] == big and frame.loc[1, "count"] == 3
+    assert frame["count"].isna().tolist() == [False, True, False] and pd.isna(frame.loc[2, "n"])
+    assert frame["mixed"].dtype == "float64"  # an int and a float: a float column, as pandas infers
+
+
+def test_integer_columns_without_gaps_stay_int64(workdir):
+    with make([{"n": 1}, {"n": 2}]) as ens:
+        frame = ens.as_dataframe()
+    assert frame["n"].dtype == "int64"

@@ -10,7 +10,7 @@ import pytest
 from conftest import SETUP, is_executable, snapshot, write_script
 
 from ensemble import CompositeRun, Ensemble, Run, SpecError, Step, TemplateError
-from ensemble.templating import Template
+from ensemble.spec.templating import Template
 
 
 def render(text: str, values: dict, engine: str = "tokens", strict: bool = True) -> str:

@@ -7,7 +7,7 @@ import sys
 from engine_helpers import create, run, sh, start_detached, wait_file, wait_for, wait_manager_exit
 from rich.console import Console
 
-from ensemble.watch import Snapshot, Watcher, render
+from ensemble.watch.terminal import Snapshot, Watcher, render
 
 
 def test_watch_follows_an_executing_ensemble_and_ends_when_nothing_is_queued(edir):

@@ -14,11 +14,11 @@ from pathlib import Path
 from engine_helpers import DEADLINE, attempts_by_run, create, is_gone, run, sh, statuses, wait_file, wait_for
 from worker_helpers import WORKER
 
+from ensemble.alloc.routing import RoutedLauncher, on_worker
 from ensemble.engine import EXIT_RUNS_FAILED
 from ensemble.executors.wire import Lines, encode
 from ensemble.launchers import LocalLauncher
-from ensemble.resources import Node, Pool
-from ensemble.routing import RoutedLauncher, on_worker
+from ensemble.providers.resources import Node, Pool
 from ensemble.spec import Step
 from ensemble.status import RunStatus
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ensemble.alloc.routing import RoutedExecutor, RoutedLauncher
 from ensemble.engine import Engine, EngineOptions
 from ensemble.executors import LocalExecutor, WorkerExecutor
 from ensemble.launchers import LocalLauncher
 from ensemble.providers import Provider
-from ensemble.resources import Node
-from ensemble.routing import RoutedExecutor, RoutedLauncher
+from ensemble.providers.resources import Node
 
-WORKER = [sys.executable, "-m", "ensemble.worker"]
+WORKER = [sys.executable, "-m", "ensemble.executors.nodeworker"]
 NODES = (Node("a", (0, 1)), Node("b", (0, 1)))
 
 

@@ -3,7 +3,7 @@
 At start, inside the transaction that takes the lease, each attempt a dead manager left open
 on this host is one of three things:
 
-* **ended** while no manager ran: its keeper (:mod:`ensemble.keeper`) recorded the exit; the
+* **ended** while no manager ran: its keeper (:mod:`ensemble.engine.keeper`) recorded the exit; the
   attempt ends with that status and its run moves on (next step, ``post_run``, result);
 * **still running** under its live keeper: the new manager adopts it (pidfd, timeout from its
   recorded start, signals to its process group) and handles its end like any other;
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ensemble.engine.keeper import EXITS_DIR
 from ensemble.engine.reactor import Source
 from ensemble.engine.runstate import Phase
 from ensemble.executors.adopted import (
@@ -35,10 +36,9 @@ from ensemble.executors.adopted import (
     started_near,
 )
 from ensemble.executors.local import kill_launched, launch_tag, process_environ
-from ensemble.hooks import ENV_SETUP_DIR
-from ensemble.keeper import EXITS_DIR
-from ensemble.lease import HOST, proc_stat, process_start_time
-from ensemble.procs import children
+from ensemble.executors.procs import children
+from ensemble.prep.hooks import ENV_SETUP_DIR
+from ensemble.store.lease import HOST, proc_stat, process_start_time
 
 #: How long a starting manager waits for the keepers of managers that just died.
 KEEPER_WAIT_SECONDS = 5.0
@@ -55,7 +55,7 @@ class Proc:
 
     @classmethod
     def from_stat(cls, pid: int, fields: list[str], tag: str) -> Proc:
-        """From the fields of :func:`ensemble.lease.proc_stat`."""
+        """From the fields of :func:`ensemble.store.lease.proc_stat`."""
         return cls(pid, int(fields[1]), int(fields[3]), int(fields[19]), tag)
 
 

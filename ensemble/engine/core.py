@@ -22,10 +22,10 @@ from ensemble.engine.recorder import DiskFull, PendingStart
 from ensemble.engine.runstate import EngineState, Outcome, Phase, RunState
 from ensemble.executors import Launch
 from ensemble.executors.adopted import attempt_tag
-from ensemble.hooks import run_env
-from ensemble.resources import Placement
-from ensemble.resultfile import ResultFileError, read_result_file
-from ensemble.rundir import step_cwd
+from ensemble.prep.hooks import run_env
+from ensemble.prep.rundir import step_cwd
+from ensemble.providers.resources import Placement
+from ensemble.spec.resultfile import ResultFileError, read_result_file
 from ensemble.status import RunStatus
 from ensemble.store import is_disk_full
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ensemble.engine.hookdriver import HookDriver
+from ensemble.engine.hookworker import HookPool
 from ensemble.engine.reactor import Source
 from ensemble.engine.runstate import EngineState, KillReason, Phase, RunState
 from ensemble.errors import EnsembleError
-from ensemble.hookworker import HookPool
-from ensemble.lease import HEARTBEAT_SECONDS
 from ensemble.spec import to_json
 from ensemble.status import RunStatus
+from ensemble.store.lease import HEARTBEAT_SECONDS
 
 log = logging.getLogger("ensemble.engine")
 

@@ -1,6 +1,6 @@
 """The hook driver: the engine's side of the hook worker processes.
 
-Requests go to a :class:`~ensemble.hookworker.HookPool`; replies come back as
+Requests go to a :class:`~ensemble.engine.hookworker.HookPool`; replies come back as
 callbacks.  A worker that dies fails only the request it was serving; it is
 respawned from a timer (never inside event handling), with exponential backoff
 while respawns fail.  While no worker can start, requests fail with the
@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ensemble.engine.hookworker import HookPool
 from ensemble.engine.reactor import Reactor, Source, Timer
-from ensemble.hookworker import HookPool
 
 RESPAWN_FIRST = 0.05
 RESPAWN_MAX = 30.0

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ensemble import control
-from ensemble.config import EnsembleConfig
 from ensemble.engine.adoption import Adoption
 from ensemble.engine.drain import Drain, EngineOptions
 from ensemble.engine.ledger import Ledger
@@ -28,15 +26,17 @@ from ensemble.engine.runstate import EngineState, Outcome, RunState
 from ensemble.engine.steering import Steering
 from ensemble.executors import Executor, LocalExecutor
 from ensemble.executors.local import ENV_LAUNCH
-from ensemble.hooks import ENV_MANAGER, installation_env
+from ensemble.executors.procs import kill_tagged
 from ensemble.launchers import Launcher
-from ensemble.lease import HOST, acquire
-from ensemble.procs import kill_tagged
+from ensemble.prep.hooks import ENV_MANAGER, installation_env
+from ensemble.prep.rundir import RunDirPreparer
 from ensemble.providers import Provider
-from ensemble.resources import Pool
-from ensemble.rundir import RunDirPreparer
+from ensemble.providers.resources import Pool
+from ensemble.setup import control
+from ensemble.spec.config import EnsembleConfig
 from ensemble.status import RunStatus
 from ensemble.store import Store
+from ensemble.store.lease import HOST, acquire
 
 #: Exit status of a manager whose file system is full (sysexits EX_IOERR).
 EXIT_DISK_FULL = 74

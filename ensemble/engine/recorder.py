@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ensemble.lease import HOST
 from ensemble.store import Store, WriteBatch, is_disk_full
+from ensemble.store.lease import HOST
 
 
 class LeaseLost(Exception):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ensemble.engine.runstate import RunState
-from ensemble.resources import Placement, Pool
+from ensemble.providers.resources import Placement, Pool
 
 FETCH_BATCH = 512
 SCAN_WINDOW = 1024

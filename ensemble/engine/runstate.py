@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ensemble.resources import Placement
+from ensemble.providers.resources import Placement
 from ensemble.spec import Step
 
 #: Consecutive restarts of a step that ended within this many seconds back off exponentially.

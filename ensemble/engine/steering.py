@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
-from ensemble import control
 from ensemble.engine.runstate import EngineState, KillReason, Phase, RunState
-from ensemble.lease import HEARTBEAT_SECONDS, HOST, is_alive
-from ensemble.procs import kill_tagged
+from ensemble.executors.procs import kill_tagged
+from ensemble.setup import control
 from ensemble.status import RunStatus
+from ensemble.store.lease import HEARTBEAT_SECONDS, HOST, is_alive
 
 INBOX_POLL_SECONDS = 0.5
 log = logging.getLogger("ensemble.engine")

@@ -1,7 +1,7 @@
 """Steps a dead manager started on this host, taken over by the next one.
 
 The new manager is not their parent, so it watches each through a pidfd and learns how it
-ended from the record its keeper (:mod:`ensemble.keeper`) writes before reaping it.
+ended from the record its keeper (:mod:`ensemble.engine.keeper`) writes before reaping it.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ensemble.executors.base import Handle
-from ensemble.lease import process_start_time
+from ensemble.store.lease import process_start_time
 
 #: How long to wait for the keeper's record of an adopted step that has ended.
 RECORD_WAIT_SECONDS = 5.0

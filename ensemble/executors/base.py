@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ensemble.resources import Placement
+from ensemble.providers.resources import Placement
 from ensemble.spec import Step
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from ensemble.executors import adopted
 from ensemble.executors.adopted import AdoptedHandle
 from ensemble.executors.base import Executor, Handle, Launch
-from ensemble.lease import proc_stat
-from ensemble.procs import children
+from ensemble.executors.procs import children
+from ensemble.store.lease import proc_stat
 
 #: Environment variable naming the attempt a process belongs to (inherited by all it starts).
 ENV_LAUNCH = "ENSEMBLE_LAUNCH"

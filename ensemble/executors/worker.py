@@ -1,4 +1,4 @@
-"""Steps started by node-local workers (:mod:`ensemble.worker`), one per node, over srun's stdio.
+"""Steps started by node-local workers (:mod:`ensemble.executors.nodeworker`), one per node, over srun's stdio.
 
 One ``srun --overlap`` per node starts the worker when the manager starts; after that an attempt
 costs one JSON line each way instead of one job step.  Every worker is a channel
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 from ensemble.executors.base import Executor, Handle, Launch
 from ensemble.executors.local import die_with_parent
+from ensemble.executors.procs import end_children
 from ensemble.executors.wire import READ_SIZE, Lines, encode, start_request
-from ensemble.procs import end_children
-from ensemble.resources import Node
+from ensemble.providers.resources import Node
 
 #: Seconds the workers may take to say "ready" at start (srun, then a Python interpreter); well
 #: inside the lease's staleness (60 s), since the manager does not heartbeat while it waits.
@@ -36,7 +36,7 @@ def srun_worker_command(node: Node) -> list[str]:
     """The one launcher call per node: all the node's CPUs, overlapping the steps of wide runs
     (the worker's arguments, if any, are appended)."""
     return ["srun", "--overlap", "-N1", "-n1", "-c", str(len(node.cores)), "-w", node.name,
-            "--kill-on-bad-exit=1", "--quiet", sys.executable, "-m", "ensemble.worker"]
+            "--kill-on-bad-exit=1", "--quiet", sys.executable, "-m", "ensemble.executors.nodeworker"]
 
 
 @dataclass(eq=False)

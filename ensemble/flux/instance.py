@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from ensemble.arguments import count_arg
 from ensemble.errors import EnsembleError
 from ensemble.flux.bindings import import_flux
 from ensemble.providers.base import Provider
+from ensemble.providers.resources import Node
 from ensemble.providers.slurm import SlurmProvider, in_slurm_job
-from ensemble.resources import Node
+from ensemble.spec.arguments import count_arg
 
 #: The variable that says this process runs inside a Flux instance (and which one).
 FLUX_URI = "FLUX_URI"

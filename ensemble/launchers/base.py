@@ -4,7 +4,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from ensemble.resources import VISIBLE_DEVICES_VARS, Placement
+from ensemble.providers.resources import VISIBLE_DEVICES_VARS, Placement
 from ensemble.spec import Step
 
 

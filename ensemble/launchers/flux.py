@@ -5,7 +5,7 @@ import math
 
 from ensemble.flux.jobspec import DURATION_MARGIN
 from ensemble.launchers.base import Launcher
-from ensemble.resources import VISIBLE_DEVICES_VARS, Placement
+from ensemble.providers.resources import VISIBLE_DEVICES_VARS, Placement
 from ensemble.spec import Step
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ensemble.launchers.base import Launcher
-from ensemble.resources import Placement
+from ensemble.providers.resources import Placement
 from ensemble.spec import Step
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from ensemble.launchers.base import Launcher
-from ensemble.resources import VISIBLE_DEVICES_VARS, Placement
+from ensemble.providers.resources import VISIBLE_DEVICES_VARS, Placement
 from ensemble.spec import Step
 
 #: Seconds between the backstop's SIGTERM and its SIGKILL.

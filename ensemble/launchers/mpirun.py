@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 
 from ensemble.launchers.base import Launcher
-from ensemble.resources import Placement
+from ensemble.providers.resources import Placement
 from ensemble.spec import Step
 
 OPEN_MPI, MPICH = "openmpi", "mpich"

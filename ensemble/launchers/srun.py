@@ -6,7 +6,7 @@ import subprocess
 from dataclasses import dataclass
 
 from ensemble.launchers.base import Launcher
-from ensemble.resources import Placement
+from ensemble.providers.resources import Placement
 from ensemble.spec import Step
 
 #: Seconds ``srun --mpi=list`` may take (it reads the plugin directory; no controller is asked).

@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
-from ensemble import cliinput
 from ensemble.errors import EnsembleError
 from ensemble.params.checks import Sample
+from ensemble.spec import files as cliinput
 from ensemble.spec import normalise_sample
 
 #: File name suffixes and the format each one means.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from ensemble.resources import Node
+from ensemble.providers.resources import Node
 
 
 class Provider(ABC):

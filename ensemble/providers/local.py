@@ -6,11 +6,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ensemble.arguments import count_arg
 from ensemble.errors import SpecError, SpecTypeError
-from ensemble.lease import HOST
 from ensemble.providers.base import Provider
-from ensemble.resources import NOTHING_FOUND, Node, detect_cores, detect_gpus
+from ensemble.providers.resources import NOTHING_FOUND, Node, detect_cores, detect_gpus
+from ensemble.spec.arguments import count_arg
+from ensemble.store.lease import HOST
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ensemble.arguments import count_arg
 from ensemble.errors import EnsembleError
 from ensemble.providers.base import Provider
-from ensemble.resources import Node
+from ensemble.providers.resources import Node
+from ensemble.spec.arguments import count_arg
 
 
 def in_lsf_job(env: Mapping[str, str] = os.environ) -> bool:

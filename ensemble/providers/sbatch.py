@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ensemble.arguments import count_arg
-from ensemble.backends import LAUNCHER_CHOICES
 from ensemble.errors import EnsembleError, SpecError, SpecTypeError
-from ensemble.execution import manager_options
 from ensemble.providers.slurm import SCONTROL_TIMEOUT
+from ensemble.spec.arguments import count_arg
+from ensemble.spec.options import LAUNCHER_CHOICES, manager_options
 
 BATCH_DIR = "batch"
 #: Characters an ``#SBATCH`` value may hold (partition, account and job names).

@@ -16,7 +16,7 @@ from functools import cached_property
 
 from ensemble.errors import EnsembleError
 from ensemble.providers.base import Provider
-from ensemble.resources import Node
+from ensemble.providers.resources import Node
 
 #: Seconds a Slurm client command may take.
 SCONTROL_TIMEOUT = 30.0

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ensemble.errors import EnsembleError
-from ensemble.samplehash import hash_of_json
+from ensemble.spec.samplehash import hash_of_json
 from ensemble.store.execution import ExecutionQueries
 from ensemble.store.runs import RunQueries
 from ensemble.store.schema import BUSY_TIMEOUT_MS, DB_NAME, MIGRATIONS, SCHEMA, SCHEMA_VERSION, journal_mode_for

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ensemble.samplehash import hash_of_json
+from ensemble.spec.samplehash import hash_of_json
 from ensemble.status import COMPLETED, RunStatus
 
 #: What a run's state in a page of runs can be filtered on: a status, or queued runs split into

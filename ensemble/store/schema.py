@@ -11,7 +11,7 @@ SCHEMA_VERSION = 3
 MIGRATIONS = {
     # 1 -> 2: the id the resource manager gave an attempt (a Flux job id), NULL for processes.
     1: ("ALTER TABLE attempts ADD COLUMN job TEXT",),
-    # 2 -> 3: the hash of each run's sample (ensemble.samplehash), computed for the runs there.
+    # 2 -> 3: the hash of each run's sample (ensemble.spec.samplehash), computed for the runs there.
     2: ("ALTER TABLE runs ADD COLUMN sample_hash TEXT",
         "UPDATE runs SET sample_hash=ensemble_sample_hash(sample)",
         "CREATE INDEX runs_by_sample_hash ON runs(sample_hash)"),
