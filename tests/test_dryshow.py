@@ -50,3 +50,10 @@ def test_a_step_that_can_never_fit_is_reported_and_fails(tmp_path, monkeypatch):
     assert "  step 0: DOES NOT FIT: 3 tasks x 1 cores x 1 gpus on 4 cores, 2 gpus in 1 node(s)" in done.stdout
     assert done.stderr == ("ensemble: error: 1 step(s) can never fit the target (launcher flux on 1 node(s) x 4 "
                            "cores x 2 gpus)\n")
+
+
+def test_dry_run_offers_every_launcher_a_manager_takes_but_auto():
+    from ensemble.cli.dryshow import LAUNCHERS
+    from ensemble.spec.options import LAUNCHER_CHOICES
+
+    assert set(LAUNCHERS) == set(LAUNCHER_CHOICES) - {"auto"}

@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ensemble.cli.dryshow import LAUNCHERS
 from ensemble.errors import SpecError
 from ensemble.manager import Ensemble
 from ensemble.spec.arguments import count_arg
 from ensemble.spec.files import parse_ids
+from ensemble.spec.options import LAUNCHER_CHOICES
 
 
 def _show(ensemble: Ensemble, prepared: list, args: argparse.Namespace) -> int:
@@ -46,7 +46,7 @@ def register(sub: Any) -> None:
     dryrun.add_argument("--show", action="store_true",
                         help="print each run's input-deck diffs and step command lines, and check every step "
                              "fits the target allocation (exit 2 if one does not)")
-    dryrun.add_argument("--launcher", default="local", choices=sorted(LAUNCHERS),
+    dryrun.add_argument("--launcher", default="local", choices=sorted(set(LAUNCHER_CHOICES) - {"auto"}),
                         help="launcher the command lines are shown for (default local)")
     dryrun.add_argument("--nodes", type=int, default=1, help="target allocation: nodes (default 1)")
     dryrun.add_argument("--cores-per-node", type=int, help="target: cores per node (default: this machine's)")

@@ -51,10 +51,12 @@ def _in_allocation(ensemble: Ensemble, start: Any, args: argparse.Namespace) -> 
     """A blocking manager as one allocation of a pool (``--pool``), of a chain, or on its own."""
     from pathlib import Path
 
-    from ensemble.alloc import autoalloc, chain
-
     if args.pool:
+        from ensemble.alloc import autoalloc
+
         return autoalloc.run_in_pool(ensemble, start, Path(args.pool))
+    from ensemble.alloc import chain
+
     return chain.run_in_job(ensemble, start)
 
 

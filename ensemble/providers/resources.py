@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from functools import partial
@@ -233,6 +234,8 @@ def parse_visible_devices(value: str) -> tuple[str, ...]:
 
 def _probe(argv: list[str]) -> str:
     """Output of a GPU tool, or "" when it is missing, hangs, fails or cannot be run."""
+    if shutil.which(argv[0]) is None:  # no fork for a tool that is not there (most hosts lack one of them)
+        return ""
     try:
         done = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT,
                               stdin=subprocess.DEVNULL, check=False)

@@ -7,7 +7,6 @@ gives ``None`` for the git fields.
 from __future__ import annotations
 
 import getpass
-import importlib.metadata
 import platform
 import socket
 import subprocess
@@ -29,6 +28,8 @@ def _user() -> str | None:
 
 
 def _versions() -> dict[str, str]:
+    import importlib.metadata  # 12 ms: only ``create`` asks
+
     out = {}
     for name in PACKAGES:
         try:

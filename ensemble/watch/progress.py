@@ -18,25 +18,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    SpinnerColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from ensemble.status import COMPLETED, RunStatus
 from ensemble.store import Store
+
+if TYPE_CHECKING:  # rich is imported only when a bar is drawn (25 ms of every command's start otherwise)
+    from rich.progress import Progress, TaskID
 
 #: ``advance(n)``: n more items are done.
 Advance = Callable[[int], None]
@@ -52,18 +40,31 @@ def shown(quiet: bool, stream: TextIO | None = None) -> bool:
     return not quiet and stream.isatty()
 
 
-class _RateColumn(ProgressColumn):
-    """Items per second, once rich has an estimate."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
-
-
 def _display(stream: TextIO, counted: bool) -> Progress:
     """A bar with count, rate and ETA (``counted``), else a spinner with the time so far; removed
     when done.  Standard output is left alone (a summary may be streaming there)."""
-    columns = ([TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        SpinnerColumn,
+        Task,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Items per second, once rich has an estimate."""
+
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
+
+    columns = ([TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
                 TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[note]}")] if counted
                else [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()])
     return Progress(*columns, console=Console(file=stream), transient=True, redirect_stdout=False)
