@@ -416,3 +416,13 @@ def test_commands_do_not_import_pandas_or_the_engine(capsys, samples, workdir, a
     done = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=child_env(), capture_output=True, text=True,
                           timeout=60, check=False)
     assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_starting_a_command_imports_nothing_it_does_not_use():
+    """What every command pays at start: no progress-bar library (drawn only on a terminal), no
+    package metadata (read only by create), no pool or dry-run machinery, no pandas."""
+    heavy = ("rich", "importlib.metadata", "ensemble.alloc.autoalloc", "ensemble.cli.dryshow", "pandas", "numpy")
+    done = subprocess.run([sys.executable, "-c", "import sys, ensemble.cli, ensemble.alloc.execution; "
+                           f"print([m for m in {heavy!r} if m in sys.modules])"],
+                          capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "[]"
