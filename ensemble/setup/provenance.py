@@ -50,12 +50,11 @@ def _git(cwd: Path, *argv: str) -> str | None:
 
 def git_state(cwd: Path) -> dict[str, Any]:
     """The commit of the repository holding ``cwd`` and whether its tree has uncommitted changes."""
-    commit = _git(cwd, "rev-parse", "HEAD")
-    if commit is None:
+    head = (_git(cwd, "rev-parse", "HEAD", "--show-toplevel") or "").splitlines()
+    if len(head) != 2:
         return {"commit": None, "dirty": None, "root": None}
     status = _git(cwd, "status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": None if status is None else bool(status),
-            "root": _git(cwd, "rev-parse", "--show-toplevel")}
+    return {"commit": head[0], "dirty": None if status is None else bool(status), "root": head[1]}
 
 
 def collect(cwd: Path) -> dict[str, Any]:
