@@ -35,8 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import cores, ensemble_rate, fresh_dir, fs_type, xargs_rate  # noqa: E402
+from throughput import cores, ensemble_rate, fresh_dir, fs_type, xargs_rate
 
 C_LOOP = r"""
 #define _GNU_SOURCE

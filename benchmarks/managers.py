@@ -70,6 +70,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from exactly_once import broken_promises
+
 CONTENDED_S = 0.0005
 
 
@@ -178,21 +180,12 @@ def lock_figures(rows: list[tuple[float, float, float, int]], wall: float, m: in
 def check(db: Path, runs: int, codes: list[int]) -> dict[str, Any]:
     """What the store says happened; ``problems`` lists every broken promise."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
-    ok_runs = one("SELECT COUNT(*) FROM runs WHERE status=1")
-    attempts = one("SELECT COUNT(*) FROM attempts")
-    twice = one("SELECT COUNT(*) FROM (SELECT run_id FROM attempts GROUP BY run_id HAVING COUNT(*) > 1)")
-    good = one("SELECT COUNT(DISTINCT run_id) FROM attempts WHERE outcome='success'")
-    open_ = one("SELECT COUNT(*) FROM attempts WHERE end IS NULL")
-    claimed = one("SELECT COUNT(*) FROM runs WHERE claimed_by IS NOT NULL")
     shares = [r[0] for r in conn.execute("SELECT COUNT(*) FROM attempts GROUP BY manager")]
-    events = one("SELECT COUNT(*) FROM events")
+    events = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     conn.close()
-    problems = [text for bad, text in (
-        (ok_runs != runs, f"{ok_runs} of {runs} runs succeeded"), (attempts != runs, f"{attempts} attempts"),
-        (twice, f"{twice} runs ran more than once"), (good != runs, f"{good} runs with a successful attempt"),
-        (open_, f"{open_} open attempts"), (claimed, f"{claimed} runs still claimed"),
-        (set(codes) - {0, 5}, f"manager exit codes {sorted(set(codes))}")) if bad]
+    problems = broken_promises(db, runs)
+    if set(codes) - {0, 5}:
+        problems.append(f"manager exit codes {sorted(set(codes))}")
     return {"problems": problems, "exit5": codes.count(5), "share_min": min(shares, default=0),
             "share_max": max(shares, default=0), "events": events}
 

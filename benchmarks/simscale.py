@@ -43,6 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from exactly_once import broken_promises
+
 from ensemble import Ensemble, Run
 from ensemble.store import filesystem_type
 
@@ -145,15 +147,11 @@ def job_states(jobs: list[str]) -> dict[str, str]:
 
 
 def check(db: Path, runs: int) -> dict[str, Any]:
-    """Exactly-once: what the store says happened; ``problems`` lists every broken promise."""
+    """Exactly-once, and where the attempts ran: what the store says happened."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
     ok = one(f"SELECT COUNT(*) FROM runs WHERE status={int(Ensemble.RUN_SUCCESS)}")
     attempts = one("SELECT COUNT(*) FROM attempts")
-    twice = one("SELECT COUNT(*) FROM (SELECT run_id FROM attempts GROUP BY run_id HAVING COUNT(*) > 1)")
-    good = one("SELECT COUNT(DISTINCT run_id) FROM attempts WHERE outcome='success'")
-    open_ = one("SELECT COUNT(*) FROM attempts WHERE end IS NULL")
-    claimed = one("SELECT COUNT(*) FROM runs WHERE claimed_by IS NOT NULL")
     outcomes = dict(conn.execute("SELECT outcome, COUNT(*) FROM attempts GROUP BY outcome").fetchall())
     per_job = dict(conn.execute(
         "SELECT s.job, COUNT(*) FROM attempts a LEFT JOIN (SELECT json_extract(detail, '$.manager') AS manager,"
@@ -161,12 +159,8 @@ def check(db: Path, runs: int) -> dict[str, Any]:
         " ON a.manager = s.manager GROUP BY s.job").fetchall())
     last_end = one("SELECT MAX(end) FROM attempts")
     conn.close()
-    problems = [text for bad, text in (
-        (ok != runs, f"{ok} of {runs} runs succeeded"), (attempts != runs, f"{attempts} attempts for {runs} runs"),
-        (twice, f"{twice} runs have more than one attempt"), (good != runs, f"{good} runs with a successful attempt"),
-        (open_, f"{open_} open attempts"), (claimed, f"{claimed} runs still claimed")) if bad]
     return {"succeeded": ok, "attempts": attempts, "outcomes": outcomes, "per_job": per_job, "last_end": last_end,
-            "problems": problems}
+            "problems": broken_promises(db, runs)}
 
 
 def measure(base: Path, label: str, args: argparse.Namespace, **alloc: Any) -> dict[str, Any]:

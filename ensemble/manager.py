@@ -36,12 +36,6 @@ class Ensemble(EnsembleHandle, Reports, Preparation):
     def __repr__(self) -> str:
         return f"Ensemble({str(self.setup_dir)!r})"
 
-    def __enter__(self) -> "Ensemble":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     # -- creating ----------------------------------------------------------------
     @classmethod
     def create(cls, application: str | None = None, runs: Iterable[Any] | None = None, run_parse: Any = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import shlex
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import snapshot
-from engine_helpers import attempts_by_run, create, execute, run, sh, statuses
+from engine_helpers import SETUP, attempts_by_run, create, execute, run, sh, statuses
 
 from ensemble.alloc import arrays
 from ensemble.cli import build_parser, main
@@ -246,3 +247,19 @@ def test_bad_run_range_is_one_error_line(edir, value, capsys):
     err = capsys.readouterr().err
     assert f"ensemble: error: --run-range: expected run ids LO-HI with 1 <= LO <= HI, got {value!r}\n" in err
     assert err.count("error") == 1 and "Traceback" not in err
+
+
+def test_a_tender_opens_the_ensemble_without_the_facade_and_counts_its_backlog(edir, tmp_path):
+    from ensemble.alloc.autoalloc import backlog
+    from ensemble.errors import EnsembleError
+    from ensemble.setup.handle import EnsembleHandle
+
+    with pytest.raises(EnsembleError, match="^setup_dir: no ensemble in"):
+        EnsembleHandle(tmp_path / "nothing")
+    create([run(i, sh("true")) for i in (1, 2, 3)]).close()
+    with EnsembleHandle(SETUP) as handle:
+        assert backlog(handle) == 3
+        assert handle.submit_command({"op": "dequeue", "run_ids": [2]}) == "applied"
+        assert backlog(handle) == 2
+    with pytest.raises(sqlite3.ProgrammingError):  # closed on leaving the block
+        handle.store.conn.execute("SELECT 1")

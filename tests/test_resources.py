@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -296,3 +297,17 @@ def test_options_spec_passes_gpu_ids_as_json(bare):
     spec = options_spec(timeout=None, parallelism=None, allow_multiple=False, max_concurrency=None, cores=1,
                         gpus=("MIG-a", "3"))
     assert json.loads(json.dumps(spec))["gpus"] == ["MIG-a", "3"]
+
+
+def test_a_gpu_tool_that_is_not_on_path_is_never_started(bare, tmp_path, monkeypatch):
+    started = []
+    def run(argv, **options):
+        started.append(argv)
+        return subprocess.CompletedProcess(argv, 1, "", "")
+
+    monkeypatch.setattr(resources.subprocess, "run", run)
+    assert detect_gpus(tmp_path) == ((), NOTHING_FOUND)
+    assert started == []
+    fake_tool(bare, "rocm-smi", "GPU[0]\t\t: GPU ID: 0x740f\n")
+    detect_gpus(tmp_path)
+    assert started == [["rocm-smi", "--showid"]]

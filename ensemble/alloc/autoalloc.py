@@ -139,13 +139,13 @@ def tend_forever(setup_dir: Path, ledger: Path, parent: int) -> int:
     a submitted job is always in the ledger)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # taken only between looks
     every = float(os.environ.get(TEND_EVERY_ENV) or TEND_EVERY)
-    ensemble = EnsembleHandle(setup_dir)
     record = pool.read(ledger)
-    queue = queue_for(record.system, ensemble.config.use_flux)
     started = time.time()
-    while signal.sigtimedwait({signal.SIGTERM}, every) is None and os.getppid() == parent:
-        done = pool.tend(ledger, queue, lambda: backlog(ensemble), stopped=_stopped(ensemble, started))
-        report(ensemble, record.pool, done, _say)
+    with EnsembleHandle(setup_dir) as ensemble:
+        queue = queue_for(record.system, ensemble.config.use_flux)
+        while signal.sigtimedwait({signal.SIGTERM}, every) is None and os.getppid() == parent:
+            done = pool.tend(ledger, queue, lambda: backlog(ensemble), stopped=_stopped(ensemble, started))
+            report(ensemble, record.pool, done, _say)
     return 0
 
 

@@ -16,15 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ensemble import __version__
-from ensemble.cli import create as clicreate
-from ensemble.cli import dashboard as clidash
-from ensemble.cli import dryrun as clidryrun
-from ensemble.cli import execute as cliexec
-from ensemble.cli import info as cliinfo
-from ensemble.cli import log as clilog
-from ensemble.cli import plot as cliplot
-from ensemble.cli import result as cliresult
-from ensemble.cli import write as cliwrite
+from ensemble.cli import create, dashboard, dryrun, execute, info, log, plot, result, write
 from ensemble.errors import EnsembleError
 from ensemble.manager import DEFAULT_SETUP_DIR, Ensemble
 from ensemble.results.failures import failure_report
@@ -148,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the version and exit")
     parser.add_argument("--setup-dir", default=os.environ.get(SETUP_DIR_ENV) or DEFAULT_SETUP_DIR, help=SETUP_DIR_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    clicreate.register(sub)
+    create.register(sub)
 
     status = sub.add_parser(
         "status", help="counts per status, or a table of the given runs",
@@ -166,9 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     progress.add_argument("--json", action="store_true", help="print JSON instead of text")
     progress.set_defaults(func=cmd_progress)
 
-    cliwrite.register(sub)
+    write.register(sub)
 
-    clidryrun.register(sub)
+    dryrun.register(sub)
 
     requeue = sub.add_parser("requeue", help="queue completed runs again")
     requeue.add_argument("ids", nargs="+", help="run ids or ranges (3-7)")
@@ -188,12 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     attempts.add_argument("ids", nargs="+", help="run ids or ranges (3-7)")
     attempts.add_argument("--json", action="store_true", help="print the full records as JSON")
     attempts.set_defaults(func=cmd_attempts)
-    clilog.register(sub)
-    cliresult.register(sub)
-    cliinfo.register(sub)
-    cliplot.register(sub)
-    clidash.register(sub)
-    cliexec.register(sub)
+    log.register(sub)
+    result.register(sub)
+    info.register(sub)
+    plot.register(sub)
+    dashboard.register(sub)
+    execute.register(sub)
 
     clear = sub.add_parser("clear", help="delete the setup directory (run directories are kept)")
     clear.set_defaults(func=cmd_clear)

@@ -6,7 +6,7 @@ own where it has no facade (a pool's tender)."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, TypeVar
 
 from ensemble.errors import EnsembleError
 from ensemble.setup import setupdir
@@ -14,6 +14,8 @@ from ensemble.setup.control import submit
 from ensemble.setup.setupdir import DEFAULT_SETUP_DIR, setup_path
 from ensemble.spec.config import EnsembleConfig
 from ensemble.store import Store
+
+Handle = TypeVar("Handle", bound="EnsembleHandle")
 
 
 class EnsembleHandle:
@@ -30,6 +32,12 @@ class EnsembleHandle:
     def close(self) -> None:
         """Close the database connection."""
         self.store.close()
+
+    def __enter__(self: Handle) -> Handle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def submit_command(self, command: dict[str, Any]) -> str:
         """Apply a command now, or hand it to the live manager (``"applied"`` or ``"posted"``)."""
