@@ -9,6 +9,7 @@ setup(
     long_description=Path(__file__).with_name("README.rst").read_text(encoding="utf-8"),
     long_description_content_type="text/x-rst",
     packages=find_packages(include=["ensemble", "ensemble.*"]),
+    package_data={"ensemble.executors": ["spawner.c"]},
     python_requires=">=3.10",
     install_requires=["pyyaml>=5.1", "pandas>=1.5", "rich>=13"],
     extras_require={

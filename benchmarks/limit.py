@@ -5,7 +5,9 @@ directory) and on ``/dev/shm``, each figure the median of ``--repeat`` repetitio
 fresh process:
 
 * **ensemble**: ``execute_local(blocking=True)`` (create excluded), as ``benchmarks/throughput.py``
-  measures it: default options, so the ``split`` log layout and one run directory per run;
+  measures it: default options, so the ``split`` log layout and one run directory per run, steps
+  started by the compiled spawner; and the same with ``ENSEMBLE_SPAWNER=0`` (steps started from
+  the Python manager itself), the baseline of what the spawner gains;
 * **floor, Python**: a tight loop doing exactly the per-run file-system work ``ensemble`` does
   (measured with ``strace``: ``mkdir runs/<id>``; ``ensemble.step0.attempt1.out`` and ``.err``
   created with ``O_EXCL``; an ``open`` of the run's ``ensemble_result.json``, which is not there)
@@ -16,8 +18,9 @@ fresh process:
   ``cc -O2`` when a compiler is there;
 * ``xargs -P<cores> -n1 /bin/true``: spawning alone, no file work.
 
-The floor is the faster of the two loops.  Printed: runs/s of each, then ensemble / floor and
-ensemble / xargs for the disk and for /dev/shm.  Nothing here fails on time.
+The floor is the faster of the two loops.  Printed: runs/s of each, then ensemble / floor,
+ensemble / xargs and ensemble / ensemble without the spawner for the disk and for /dev/shm.
+Nothing here fails on time.
 
     python benchmarks/limit.py [--runs 2000] [--repeat 3] [--dir DIR]
 """
@@ -151,12 +154,14 @@ def measure_fs(label: str, base: Path, n: int, repeat: int, c_loop: Path | None)
     py = [sys.executable, str(Path(__file__).resolve()), "--loop", str(n), str(p)]
     row = {"fs": f"{label} ({fs_type(base)})",
            "ensemble": median_rate(repeat, ensemble_rate, n, base),
+           "no_spawner": median_rate(repeat, ensemble_rate, n, base, "split", True, {"ENSEMBLE_SPAWNER": "0"}),
            "floor_python": median_rate(repeat, loop_rate, n, base, py),
            "floor_c": median_rate(repeat, loop_rate, n, base, [str(c_loop), str(n), str(p)]) if c_loop else None,
            "xargs": median_rate(repeat, xargs_rate, n, ["/bin/true"])}
     row["floor"] = max(r for r in (row["floor_python"], row["floor_c"]) if r)
     row["ensemble_over_floor"] = row["ensemble"] / row["floor"]
     row["ensemble_over_xargs"] = row["ensemble"] / row["xargs"]
+    row["spawner_gain"] = row["ensemble"] / row["no_spawner"]
     return row
 
 
@@ -179,11 +184,13 @@ def main() -> None:
         rows = [measure_fs("disk", args.dir.resolve(), args.runs, args.repeat, c_loop)]
         if Path("/dev/shm").is_dir():
             rows.append(measure_fs("/dev/shm", Path("/dev/shm"), args.runs, args.repeat, c_loop))
-    print(f"{'':16} {'ensemble':>9} {'floor py':>9} {'floor C':>9} {'xargs':>9}  {'ens/floor':>9} {'ens/xargs':>9}")
+    print(f"{'':16} {'ensemble':>9} {'no spawn':>9} {'floor py':>9} {'floor C':>9} {'xargs':>9}  "
+          f"{'ens/floor':>9} {'ens/xargs':>9} {'spawner':>8}")
     for r in rows:
         c = f"{r['floor_c']:9.0f}" if r["floor_c"] else f"{'-':>9}"
-        print(f"{r['fs']:16} {r['ensemble']:9.0f} {r['floor_python']:9.0f} {c} {r['xargs']:9.0f}  "
-              f"{r['ensemble_over_floor']:9.2f} {r['ensemble_over_xargs']:9.2f}")
+        print(f"{r['fs']:16} {r['ensemble']:9.0f} {r['no_spawner']:9.0f} {r['floor_python']:9.0f} {c} "
+              f"{r['xargs']:9.0f}  {r['ensemble_over_floor']:9.2f} {r['ensemble_over_xargs']:9.2f} "
+              f"{r['spawner_gain']:7.2f}x")
     if args.json:
         print(json.dumps(rows))
 

@@ -149,12 +149,15 @@ def fresh_dir(base: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="ensemble-bench-", dir=base))
 
 
-def ensemble_rate(n: int, base: Path, layout: str = "split", keeper: bool = True) -> dict[str, Any]:
+def ensemble_rate(n: int, base: Path, layout: str = "split", keeper: bool = True,
+                  env: dict[str, str] | None = None) -> dict[str, Any]:
     """``keeper=False``: the engine runs in the manager process itself (``ENSEMBLE_KEEPER=0``), the
-    baseline of what the keeper that lets a later manager adopt running steps costs."""
+    baseline of what the keeper that lets a later manager adopt running steps costs; ``env``:
+    more variables for the measurement (``ENSEMBLE_SPAWNER=0``)."""
     work = fresh_dir(base)
+    env = {**(env or {}), **({} if keeper else {"ENSEMBLE_KEEPER": "0"})}
     try:
-        result = run_worker("ensemble", str(n), str(work), layout, env=None if keeper else {"ENSEMBLE_KEEPER": "0"})
+        result = run_worker("ensemble", str(n), str(work), layout, env=env or None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if result["success"] != n:

@@ -25,7 +25,7 @@ from typing import Any
 
 from ensemble.alloc.routing import RoutedExecutor, RoutedLauncher
 from ensemble.errors import SpecError
-from ensemble.executors import Executor, LocalExecutor, SrunExecutor, WorkerExecutor
+from ensemble.executors import Executor, SpawnerExecutor, SrunExecutor, WorkerExecutor
 from ensemble.flux.executor import FluxExecutor
 from ensemble.flux.instance import FluxProvider, in_flux_instance
 from ensemble.launchers import JsrunLauncher, Launcher, LocalLauncher, LrunLauncher, MpirunLauncher, SrunLauncher
@@ -127,7 +127,7 @@ def choose_backend(launcher: str, mpi: str | None, cores: int | None, gpus: Any)
             raise SpecError(f"gpus: device ids {gpus!r} name this machine's GPUs; inside an LSF job pass the "
                             "GPU count of each host")
         launch = JsrunLauncher() if launcher == "jsrun" else LrunLauncher()
-        return Backend(LsfProvider(cores, gpus), launch, LocalExecutor)
+        return Backend(LsfProvider(cores, gpus), launch, SpawnerExecutor)
     elif isinstance(gpus, list):
         raise SpecError(f"gpus: device ids {gpus!r} name this machine's GPUs; inside a Slurm job the job's "
                         "GRES gives them (pass a count per node to use fewer)")
@@ -136,8 +136,8 @@ def choose_backend(launcher: str, mpi: str | None, cores: int | None, gpus: Any)
     if launcher == "srun":
         return Backend(provider, SrunLauncher(mpi), SrunExecutor)
     if launcher == "mpirun":
-        return Backend(provider, MpirunLauncher(mpirun_program()), LocalExecutor)
+        return Backend(provider, MpirunLauncher(mpirun_program()), SpawnerExecutor)
     if launcher == "worker":
         return Backend(provider, RoutedLauncher(SrunLauncher(mpi)),
                        lambda: RoutedExecutor(SrunExecutor(), WorkerExecutor(provider.nodes())))
-    return Backend(provider, LocalLauncher(), LocalExecutor)
+    return Backend(provider, LocalLauncher(), SpawnerExecutor)

@@ -65,6 +65,7 @@ class Engine(Exits, Lifecycle):
         more_starts = self.executor.next_start() if self.state.launching else None
         if more_starts is not None:
             wake = min(wake, more_starts)
+        self.executor.flush()
         events = self.reactor.wait(wake)
         for source, run, fd in events:
             if source is Source.STEP:

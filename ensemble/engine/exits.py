@@ -79,6 +79,10 @@ class Exits:
         if fd not in self.executor.channels():
             self.reactor.unwatch(fd)
         self.drop_lost_nodes()
+        for handle, pid in self.executor.take_pids():
+            run = self.channel_runs.get(handle)
+            if run is not None and run.handle is handle:
+                self.recorder.batch.set_pid(run.attempt_id, pid)
         for handle, job in self.executor.take_job_ids():
             run = self.channel_runs.get(handle)
             if run is not None and run.handle is handle:

@@ -24,7 +24,7 @@ from ensemble.engine.recorder import DiskFull, LeaseLost, Recorder
 from ensemble.engine.runqueue import RunQueue
 from ensemble.engine.runstate import EngineState, Outcome, RunState
 from ensemble.engine.steering import Steering
-from ensemble.executors import Executor, LocalExecutor
+from ensemble.executors import Executor, SpawnerExecutor
 from ensemble.executors.local import ENV_LAUNCH
 from ensemble.executors.procs import kill_tagged
 from ensemble.launchers import Launcher
@@ -58,7 +58,7 @@ class Lifecycle(Adoption, Steering, Ledger, Drain):
     """State and life of one manager; :class:`~ensemble.engine.core.Engine` adds the loop."""
 
     def __init__(self, setup_dir: Path, provider: Provider, launcher: Launcher, options: EngineOptions,
-                 executor: Callable[[], Executor] = LocalExecutor,
+                 executor: Callable[[], Executor] = SpawnerExecutor,
                  on_ready: Callable[[str], None] | None = None,
                  early_signal: Callable[[], int | None] | None = None) -> None:
         self.setup_dir = Path(setup_dir)

@@ -5,7 +5,8 @@ knows which one it drives.
 """
 from ensemble.executors.base import Executor, Handle, Launch
 from ensemble.executors.local import LocalExecutor
+from ensemble.executors.spawner import SpawnerExecutor
 from ensemble.executors.srun import SrunExecutor
 from ensemble.executors.worker import WorkerExecutor
 
-__all__ = ["Executor", "Handle", "Launch", "LocalExecutor", "SrunExecutor", "WorkerExecutor"]
+__all__ = ["Executor", "Handle", "Launch", "LocalExecutor", "SpawnerExecutor", "SrunExecutor", "WorkerExecutor"]

@@ -115,6 +115,10 @@ class Executor(ABC):
         """Why an attempt that was started asynchronously never ran, once it has ended."""
         return None
 
+    def take_pids(self) -> list[tuple[Handle, int]]:
+        """Attempts started asynchronously whose pid became known since the last call, with it."""
+        return []
+
     def take_job_ids(self) -> list[tuple[Handle, str]]:
         """Attempts that the resource manager gave an id since the last call (a Flux job id), with it."""
         return []
