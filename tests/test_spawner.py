@@ -34,8 +34,9 @@ from engine_helpers import (
 )
 
 from ensemble import Ensemble
+from ensemble.executors import Launch
 from ensemble.executors import spawner as spawner_module
-from ensemble.executors.spawner import spawner_binary
+from ensemble.executors.spawner import SpawnerExecutor, spawner_binary
 from ensemble.status import RunStatus
 
 
@@ -238,3 +239,23 @@ def test_without_a_compiler_steps_start_from_the_manager(edir, monkeypatch, tmp_
     execute(ens, cores=1)
     assert statuses(ens) == {1: RunStatus.SUCCESS, 2: RunStatus.SUCCESS}
     assert _spawner_pid(ens) is None
+
+
+def test_the_executor_waits_for_an_end_and_never_signals_an_ended_attempt(tmp_path):
+    executor = SpawnerExecutor()
+    executor.set_base_env(dict(os.environ))
+    try:
+        launch = Launch(1, 0, 1, None, None, ["sh", "-c", "exit 4"], str(tmp_path), {"X": "1"},
+                        str(tmp_path / "o"), str(tmp_path / "e"), "t/1.1")
+        handle = executor.start(launch)
+        executor.flush()
+        assert executor.reap(handle) == 4, "reap waits for the end that has not come yet"
+        assert executor.exited(handle)
+        assert executor.signal(handle, signal.SIGTERM) is False
+        pid = handle.pid
+        assert proc_state(pid) == "Z", "kept until the end is committed"
+        executor.committed()
+        executor.flush()
+        wait_for(lambda: proc_state(pid) is None, "the committed attempt is reaped")
+    finally:
+        executor.close()

@@ -310,8 +310,7 @@ class SpawnerExecutor(LocalExecutor):
         return 0 if isinstance(handle, SpawnHandle) else super().sweep(handle)
 
     def close(self) -> None:
-        if self.held:
-            self.committed()
+        self.committed()
         self.flush()
         self._end_spawner()
         super().close()
