@@ -100,7 +100,8 @@ def attempts_by_run(ens: Ensemble) -> dict[int, list[dict[str, Any]]]:
 
 
 def open_attempts(ens: Ensemble) -> list[dict[str, Any]]:
-    return [a for a in ens.attempts() if a["end"] is None]
+    """Attempts started and not ended (a chained attempt waiting to start is not one of them)."""
+    return [a for a in ens.attempts() if a["end"] is None and a["outcome"] != "chained"]
 
 
 def events(ens: Ensemble, kind: str) -> list[dict[str, Any]]:

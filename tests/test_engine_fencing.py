@@ -55,8 +55,9 @@ def test_manager_that_lost_its_lease_exits_75_and_writes_nothing_more(fdir):  # 
     a = spawn_manager(ens, env={"ENSEMBLE_HOSTNAME": "hostA"}, cores=2)
     wait_for(lambda: sum(s is SUCCESS for s in statuses(ens).values()) >= 5, "five runs to be done by A")
     freeze_outside_transaction(a.pid, ens)
-    # What A had in flight when frozen: its attempts still open (their end is unknown to anyone).
-    in_flight = {x["run_id"] for x in open_attempts(ens) if x["manager"] == a.id}
+    # What A had in flight when frozen: its attempts still open (their end is unknown to anyone),
+    # chained ones included (its spawner starts them when the steps before them exit 0).
+    in_flight = {x["run_id"] for x in ens.attempts() if x["end"] is None and x["manager"] == a.id}
     done_by_a = {i for i, s in statuses(ens).items() if s is SUCCESS}
     ens.store.conn.execute("UPDATE leases SET heartbeat = heartbeat - 3600 WHERE manager=?", (a.id,))
 

@@ -5,14 +5,10 @@ real processes); every assertion reads what really happened: exit codes, files, 
 """
 from __future__ import annotations
 
-import json
 import os
-import select
 import signal
-import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from engine_helpers import (
@@ -32,6 +28,7 @@ from engine_helpers import (
     wait_for,
     wait_manager_exit,
 )
+from spawner_helpers import Spawner, needs_spawner
 
 from ensemble import Ensemble
 from ensemble.executors import Launch
@@ -41,46 +38,8 @@ from ensemble.status import RunStatus
 
 
 @pytest.fixture(autouse=True)
-def needs_spawner() -> None:
-    if spawner_binary() is None:
-        reason = "the spawner needs a C compiler (cc): apt-get install gcc"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"spawner tests cannot be skipped in CI: {reason}")
-        pytest.skip(reason)
-
-
-class Spawner:
-    """The spawner binary as a child of the test, spoken to line by line."""
-
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        self.popen = subprocess.Popen([str(spawner_binary()), str(os.getpid())], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, env=env, start_new_session=True)
-        self.pending = b""
-        assert self.recv()["op"] == "ready"
-
-    def send(self, **message: Any) -> None:
-        self.popen.stdin.write(json.dumps(message).encode() + b"\n")
-        self.popen.stdin.flush()
-
-    def recv(self, timeout: float = 30.0) -> dict[str, Any]:
-        while b"\n" not in self.pending:
-            ready, _, _ = select.select([self.popen.stdout], [], [], timeout)
-            assert ready, "the spawner said nothing"
-            data = os.read(self.popen.stdout.fileno(), 65536)
-            assert data, "the spawner ended"
-            self.pending += data
-        line, self.pending = self.pending.split(b"\n", 1)
-        return json.loads(line)
-
-    def start(self, key: int, argv: list[str], where: Path, **extra: Any) -> dict[str, Any]:
-        request = {"op": "start", "id": key, "argv": argv, "cwd": str(where), "env": {},
-                   "stdout": str(where / f"{key}.out"), "stderr": str(where / f"{key}.err"), "tag": f"t/{key}.1"}
-        self.send(**{**request, **extra})
-        return self.recv()
-
-    def close(self) -> int:
-        self.popen.stdin.close()
-        return self.popen.wait(30)
+def _needs_spawner() -> None:
+    needs_spawner()
 
 
 @pytest.fixture

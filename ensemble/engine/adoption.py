@@ -8,7 +8,9 @@ on this host is one of three things:
 * **still running** under its live keeper: the new manager adopts it (pidfd, timeout from its
   recorded start, signals to its process group) and handles its end like any other;
 * **lost** (no keeper, no record): killed if anything of it is left, recorded as interrupted
-  and run again, as before.
+  and run again, as before;
+* **never started**: a chained attempt (:mod:`ensemble.engine.chain`) with no process and no
+  record; it never existed, and its row is deleted.
 
 Steps are found by their environment (``ENSEMBLE_SETUP_DIR`` and the launch tag
 ``<manager>/<run>.<attempt>``), so a step adopted once can be adopted again after a second crash.
@@ -38,6 +40,7 @@ from ensemble.executors.adopted import (
 from ensemble.executors.local import kill_launched, launch_tag, process_environ
 from ensemble.executors.procs import children
 from ensemble.prep.hooks import ENV_SETUP_DIR
+from ensemble.store.batch import CHAINED
 from ensemble.store.lease import HOST, proc_stat, process_start_time
 
 #: How long a starting manager waits for the keepers of managers that just died.
@@ -66,6 +69,8 @@ class Survey:
     adopted: list[tuple[dict[str, Any], AdoptedHandle]] = field(default_factory=list)
     #: Launch tags of lost attempts whose processes are still there (to be killed).
     doomed: set[str] = field(default_factory=set)
+    #: Ids of chained attempts that never started (no process, no record).
+    unstarted: list[int] = field(default_factory=list)
 
 
 def survey(setup_dir: Path, attempts: list[dict[str, Any]]) -> Survey:
@@ -104,6 +109,8 @@ def survey(setup_dir: Path, attempts: list[dict[str, Any]]) -> Survey:
             out.adopted.append((a, _handle(a, main, record=record)))
         elif main is not None:
             out.doomed.add(main.tag)
+        elif a["outcome"] == CHAINED:
+            out.unstarted.append(a["id"])
     return out
 
 
@@ -229,6 +236,7 @@ class Adoption:
             return Survey(), 0
         found = survey(self.setup_dir, self.store.orphaned_attempts(HOST))
         self.store.adopt_attempts(self.lease.manager, [(a["id"], a["run_id"], h.pid) for a, h in found.adopted])
+        self.store.drop_unstarted(found.unstarted)
         return found, kill_launched(found.doomed) if found.doomed else 0
 
     def take_over(self, found: Survey) -> None:

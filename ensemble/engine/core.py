@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 
+from ensemble.engine.chain import Chains
 from ensemble.engine.exits import Exits
 from ensemble.engine.lifecycle import Lifecycle
 from ensemble.engine.prefetch import Prefetcher
@@ -36,7 +37,7 @@ PID_FLUSH_DELAY = 0.05
 log = logging.getLogger("ensemble.engine")
 
 
-class Engine(Exits, Lifecycle):
+class Engine(Chains, Exits, Lifecycle):
     """Executes one ensemble until it drains, is stopped, or its time is up."""
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -92,7 +93,15 @@ class Engine(Exits, Lifecycle):
             run = self.runs.get(run_id)
             if run is not None:
                 log.warning("run %d was claimed elsewhere: left to its claimant", run_id)
-                self._drop(run)
+                self._leave(run)
+
+    def _leave(self, run: RunState) -> None:
+        """Forget a run another manager claimed first (nothing of it was started here)."""
+        self.queue.discard(run)
+        if run.placement is not None:
+            self.pool.release(run.placement)
+            run.placement = None
+        self.forget(run)
 
     # -- choosing and starting --------------------------------------------------------------------
     def _queue_empty(self) -> bool:
@@ -107,22 +116,31 @@ class Engine(Exits, Lifecycle):
                 self.claimed(run)
                 self.post_ensemble_done = False
             self._advance(run, placement)
-        if not self.to_start:
+        self.take_back_idle()
+        chains = self.pick_chains()
+        if not self.to_start and not chains:
             return
         starts = [self._build(run, placement) for run, placement in self.to_start]
+        chained = [(self._build(run, tip.placement, chained=True), tip) for run, tip in chains]
         self.to_start.clear()
         self._flush()
         for run, launch, pending in starts:
-            if run.id not in self.runs or pending.attempt_id is None:
-                if isinstance(launch, Launch) and launch.logs is not None:
-                    for fd in launch.logs:
-                        os.close(fd)
-            elif isinstance(launch, Exception):
-                self._launch_failed(run, launch, pending.attempt_id)
-            else:
+            if self._started_here(run, launch, pending):
                 self._spawn(run, launch, pending.attempt_id)
+        for (run, launch, pending), tip in chained:
+            if self._started_here(run, launch, pending):
+                self.spawn_chained(run, launch, pending.attempt_id, tip)
         self.executor.flush()
         self.prefetch_ahead()
+
+    def _started_here(self, run: RunState, launch: Launch | Exception, pending: PendingStart) -> bool:
+        """Whether the run is still this manager's to start (its claim held): else its log files are closed."""
+        if run.id in self.runs and pending.attempt_id is not None:
+            return True
+        if isinstance(launch, Launch) and launch.logs is not None:
+            for fd in launch.logs:
+                os.close(fd)
+        return False
 
     def _cannot_start(self, run: RunState) -> bool:
         return self._never_fits(run) or self._too_late(run)
@@ -168,24 +186,33 @@ class Engine(Exits, Lifecycle):
             self._post_run(run)
             return
         if run.step == 0 and not run.prepared:
-            try:
-                run.logs = self.prefetched(run)
-                self.preparer.prepare(run.id, run.run_dir, run.sample, exists=run.logs is not None)
-            except Exception as exc:  # noqa: BLE001 - any failure to prepare fails this run only
-                self._raise_if_full(exc)
-                self.pool.release(placement)
-                self.complete(run, RunStatus.FAILURE, f"preparing {run.run_dir} failed: {exc!r}")
+            if not self.prepare_run(run, placement):
                 return
-            run.prepared = True
             if "prep_run" in self.hook_names:
                 run.placement = placement
                 self._call_run_hook(run, Phase.PREP)
                 return
         self.to_start.append((run, placement))
 
-    def _build(self, run: RunState, placement: Placement) -> tuple[RunState, Launch | Exception, PendingStart]:
+    def prepare_run(self, run: RunState, placement: Placement | None) -> bool:
+        """Make the run's directory; on failure fail the run and give its placement back."""
+        try:
+            run.logs = self.prefetched(run)
+            self.preparer.prepare(run.id, run.run_dir, run.sample, exists=run.logs is not None)
+        except Exception as exc:  # noqa: BLE001 - any failure to prepare fails this run only
+            self._raise_if_full(exc)
+            if placement is not None:
+                self.pool.release(placement)
+            self.complete(run, RunStatus.FAILURE, f"preparing {run.run_dir} failed: {exc!r}")
+            return False
+        run.prepared = True
+        return True
+
+    def _build(self, run: RunState, placement: Placement, chained: bool = False
+               ) -> tuple[RunState, Launch | Exception, PendingStart]:
         """Everything to start the run's step, or why it cannot start; either way the attempt is
-        recorded at the next flush (one transaction for all the starts of a turn)."""
+        recorded at the next flush (one transaction for all the starts of a turn), ``chained``:
+        as waiting behind another step."""
         step = run.current
         run.attempts += 1
         run.placement, run.phase, run.kill_reason = placement, Phase.STEP, None
@@ -203,22 +230,24 @@ class Engine(Exits, Lifecycle):
                    "ENSEMBLE_STEP": str(run.step), "ENSEMBLE_ATTEMPT": str(run.attempts)}
         except Exception as exc:  # noqa: BLE001 - a launch error of any kind fails this run only
             self._raise_if_full(exc)
-            return run, exc, self._record_start(run, argv)
+            return run, exc, self._record_start(run, argv, chained)
         base = self.log_base(run)
         logs, run.logs = run.logs or self.prefetched(run, started=True), None
-        pending = self._record_start(run, command)
+        pending = self._record_start(run, command, chained)
         out, err = self.log_paths(base)
         launch = Launch(run.id, run.step, run.attempts, step, placement, command, cwd, env, out, err,
                         attempt_tag(self.lease.manager, run.id, run.attempts), logs)
         return run, launch, pending
 
-    def _record_start(self, run: RunState, command: list[str]) -> PendingStart:
-        pending = PendingStart(run.id, run.step, run.attempts, run.attempt_started, command, run.placement.to_list())
+    def _record_start(self, run: RunState, command: list[str], chained: bool) -> PendingStart:
+        pending = PendingStart(run.id, run.step, run.attempts, run.attempt_started, command, run.placement.to_list(),
+                               chained)
         self.recorder.record_start(pending)
         return pending
 
     def _launch_failed(self, run: RunState, exc: BaseException, attempt_id: int) -> None:
-        self.pool.release(run.placement)
+        if run.placement is not None:
+            self.pool.release(run.placement)
         run.placement = None
         run.attempt_id = attempt_id
         self._step_done(run, None, Outcome.LAUNCH_ERROR, f"step {run.step} could not start: {exc}")
@@ -239,12 +268,18 @@ class Engine(Exits, Lifecycle):
             self.channel_runs[handle] = run
         else:
             self.reactor.watch(fd, Source.STEP, run)
-        timeout = run.current.timeout
-        if timeout:
-            run.timers.append(self.reactor.call_later(timeout * 60, lambda: self._on_timeout(run, attempt_id)))
+        self.arm_timeout(run)
+        if self.chainable_tip(run):
+            self.tips.add(run)
         if run.kill_reason is not None:
             reason, run.kill_reason = run.kill_reason, None
             self.kill(run, reason)
+
+    def arm_timeout(self, run: RunState) -> None:
+        """Kill the step's attempt when its timeout is up (counted from now)."""
+        timeout, attempt_id = run.current.timeout, run.attempt_id
+        if timeout:
+            run.timers.append(self.reactor.call_later(timeout * 60, lambda: self._on_timeout(run, attempt_id)))
 
     # -- files made ahead ---------------------------------------------------------------------------
     @staticmethod

@@ -6,6 +6,7 @@ import signal
 import time
 
 from ensemble.engine.reactor import Source
+from ensemble.engine.runqueue import shape_of
 from ensemble.engine.runstate import Action, EngineState, KillReason, Outcome, Phase, RunState, after_step, outcome_of
 from ensemble.status import RunStatus
 
@@ -52,7 +53,8 @@ class Exits:
         for timer in run.timers:
             self.reactor.cancel(timer)
         run.timers.clear()
-        self.pool.release(run.placement)
+        if not self.pass_placement(run):
+            self.pool.release(run.placement)
         run.placement = None
         if lost:
             self._step_done(run, None, Outcome.INTERRUPTED, "how it ended is unknown: its node's worker, its "
@@ -81,7 +83,9 @@ class Exits:
         self.drop_lost_nodes()
         for handle, pid in self.executor.take_pids():
             run = self.channel_runs.get(handle)
-            if run is not None and run.handle is handle:
+            if run is not None and run.handle is handle and run.pending:
+                self.chain_started(run, pid)
+            elif run is not None and run.handle is handle:
                 self.recorder.batch.set_pid(run.attempt_id, pid)
         for handle, job in self.executor.take_job_ids():
             run = self.channel_runs.get(handle)
@@ -91,6 +95,10 @@ class Exits:
             run = self.channel_runs.get(handle)
             if run is not None and run.handle is handle:
                 self._on_exit(run)
+        for handle in self.executor.take_cancelled():
+            run = self.channel_runs.get(handle)
+            if run is not None and run.handle is handle:
+                self.chain_cancelled(run)
 
     def drop_lost_nodes(self) -> None:
         for node in sorted(self.executor.take_lost_nodes()):
@@ -108,6 +116,7 @@ class Exits:
         """Record the attempt's end (``end``: when it ended, if known better than now) and act on it."""
         end = end or time.time()
         self.end_attempt(run, code, outcome, end)
+        self.note_step_time(end - run.attempt_started)
         decision = after_step(run, outcome, code, self.config.max_restarts, end - run.attempt_started, message)
         action = decision.action
         if action is Action.RELEASE:
@@ -138,14 +147,8 @@ class Exits:
         run.phase = Phase.WAITING
         if self._too_late(run):
             return
-        placement = None if self.executor.start_room() == 0 else self.pool.allocate(*_shape(run))
+        placement = None if self.executor.start_room() == 0 else self.pool.allocate(*shape_of(run))
         if placement is None:
             self.queue.ready.appendleft(run)
         else:
             self.to_start.append((run, placement))
-
-
-
-def _shape(run: RunState) -> tuple[int, int, int]:
-    step = run.current
-    return step.tasks, step.cores_per_task, step.gpus_per_task

@@ -70,6 +70,12 @@ class Lifecycle(Adoption, Steering, Ledger, Drain):
         #: Runs (of a shared ensemble) that can never fit here: left for a larger manager.
         self.too_large: set[int] = set()
         self.to_start: list[tuple[RunState, Any]] = []
+        #: Running steps that may get a chained successor (:mod:`ensemble.engine.chain`).
+        self.tips: set[RunState] = set()
+        #: Chained runs not started yet (and not being cancelled).
+        self.chained: set[RunState] = set()
+        #: Moving average of how long attempts took (seconds), None before the first end.
+        self.recent_step_s: float | None = None
         self.deferred: list[Callable[[], object]] = []
         self.inflight = self.failed = self.generation = 0
         self.stop_reason: str | None = None
@@ -204,8 +210,11 @@ class Lifecycle(Adoption, Steering, Ledger, Drain):
             self.executor.signal(run.handle, signal.SIGKILL)
             code = self.executor.reap(run.handle)
             self.executor.sweep(run.handle)
+            never_started = self.executor.never_started(run.handle)
             run.handle = None
-            if record:
+            if record and never_started:
+                self.recorder.batch.drop_attempt(run.attempt_id)
+            elif record:
                 self.end_attempt(run, code, Outcome.INTERRUPTED)
         self.executor.settle()
         if self.hooks is not None:

@@ -34,6 +34,8 @@ class PendingStart:
     start: float
     command: list[str]
     placement: list[dict] | None
+    #: Recorded as waiting behind another step (a chained start, :mod:`ensemble.engine.chain`).
+    chained: bool = False
     attempt_id: int | None = None
 
 
@@ -78,7 +80,7 @@ class Recorder:
                     if start.run_id not in lost:
                         start.attempt_id = self.store.insert_attempt(
                             start.run_id, start.step, start.attempt, self.manager, HOST, start.start,
-                            start.command, start.placement)
+                            start.command, start.placement, start.chained)
         self.batch.clear()
         self.claims.clear()
         self.starts = []

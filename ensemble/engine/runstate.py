@@ -104,6 +104,11 @@ class RunState:
     logs: tuple[int, int] | None = None
     #: The result read from the run's result file when its last step succeeded (JSON text).
     result_json: str | None = None
+    #: Chained starts (:mod:`ensemble.engine.chain`): this attempt is recorded and waits for
+    #: ``after``'s step to exit 0; ``successor`` waits for this one's.
+    pending: bool = False
+    after: RunState | None = None
+    successor: RunState | None = None
 
     @property
     def current(self) -> Step:

@@ -93,6 +93,7 @@ class Steering:
         self.stop_reason = reason
         self.state = EngineState.STOPPING
         self.recorder.batch.event(None, "stopping", {"reason": reason})
+        self.cancel_chains()
         for run in [r for r in self.runs.values() if r.phase is Phase.WAITING]:
             self._unqueue(run)
             self.release_claim(run) if run.claimed else self.runs.pop(run.id, None)

@@ -119,6 +119,27 @@ class Executor(ABC):
         """Attempts started asynchronously whose pid became known since the last call, with it."""
         return []
 
+    #: Whether :meth:`chain` works now (an executor that starts steps itself, beside the manager).
+    can_chain = False
+
+    def chain(self, launch: Launch, after: Handle, unchanged: tuple[str, int] | None = None) -> Handle:
+        """Start ``launch`` on the placement of ``after`` the moment ``after`` exits 0, else never
+        (only where :attr:`can_chain`); with ``unchanged`` (a directory and its modification time
+        in ns), only if the directory was not modified since.  The start shows in
+        :meth:`take_pids`, the cancel in :meth:`take_cancelled`."""
+        raise NotImplementedError(f"the {self.name} executor does not chain starts")
+
+    def cancel(self, handle: Handle) -> None:  # noqa: B027 - nothing is chained where nothing can be
+        """Cancel a chained start that has not started yet."""
+
+    def take_cancelled(self) -> list[Handle]:
+        """Chained starts that were cancelled, never having started, since the last call."""
+        return []
+
+    def never_started(self, handle: Handle) -> bool:
+        """Whether an ended handle is a chained start that was cancelled."""
+        return False
+
     def take_job_ids(self) -> list[tuple[Handle, str]]:
         """Attempts that the resource manager gave an id since the last call (a Flux job id), with it."""
         return []

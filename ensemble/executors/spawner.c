@@ -4,19 +4,27 @@
  * line each way (the protocol of ensemble/executors/wire.py plus "started" and "reap"):
  *
  *   in:  {"op":"start","id":7,"argv":[...],"cwd":"...","env":{...},"stdout":"...","stderr":"...","tag":"..."}
+ *        {"op":"start","id":8,"after":7,...}       a chained start: when 7 exits 0, start 8 at once
+ *        {"op":"start","id":8,"after":7,"inbox":"/d","seen":"1765100000123456789",...}
+ *                                                  ... unless /d was modified since (mtime in ns)
  *        {"op":"signal","id":7,"sig":15}          to the attempt's process group, while it runs
+ *                                                  (a chained start still waiting is cancelled)
+ *        {"op":"cancel","id":8}                    cancel a chained start if it still waits
  *        {"op":"reap","ids":[7,8]}                 their ends are recorded: collect the zombies
  *   out: {"op":"ready","pid":4242}
  *        {"op":"started","id":7,"pid":4301}
  *        {"op":"exit","id":7,"code":0,"pid":4301,"end":1765100000.123}   minus N: killed by signal N
  *        {"op":"exit","id":7,"error":"[Errno 2] No such file or directory: 'x'"}
+ *        {"op":"cancelled","id":8}                 a chained start that never started
  *        {"op":"warn","message":"..."}
  *
  * Each attempt runs in a new session with /dev/null as stdin and its log files as stdout and
  * stderr, its environment being the spawner's own with the request's variables on top.  An ended
  * attempt stays a zombie until the manager says "reap": if the manager dies first, this process
  * exits at end of file on stdin (or at its parent's death) without touching its children, and they
- * pass to the keeper, which records their exits.  As a child subreaper it kills what an ended
+ * pass to the keeper, which records their exits; chained starts still waiting then never start.
+ * A chained start waits for its predecessor (running, or itself waiting): it starts the moment the
+ * predecessor exits with 0 and is cancelled, with everything chained after it, on any other end.  As a child subreaper it kills what an ended
  * attempt left running outside its group (found by ENSEMBLE_LAUNCH=<tag> in /proc/PID/environ).
  */
 #define _GNU_SOURCE
@@ -256,11 +264,21 @@ typedef struct {
     pid_t pid;
     int pidfd;
     int ended;
+    int code;
     char *needle; /* "ENSEMBLE_LAUNCH=<tag>" */
 } attempt;
 
 static attempt *attempts;
 static size_t n_attempts, cap_attempts;
+
+/* Chained starts waiting for their predecessor's end; each owns its parsed request. */
+typedef struct {
+    long long id, after;
+    jv msg;
+} waiting_start;
+
+static waiting_start *waiting;
+static size_t n_waiting, cap_waiting;
 static int epfd, devnull, subreaper;
 static pid_t *doomed;
 static int *doomed_fds;
@@ -430,32 +448,32 @@ static int spawn_program(pid_t *pid, char **argv, char **envp, const char *cwd, 
     }
 }
 
-static void start(jv *msg) {
+static int start(jv *msg) {
     jv *id = get(msg, "id", J_NUM), *argv_v = get(msg, "argv", J_ARR), *cwd = get(msg, "cwd", J_STR);
     jv *out_v = get(msg, "stdout", J_STR), *err_v = get(msg, "stderr", J_STR), *tag = get(msg, "tag", J_STR);
     jv *env = get(msg, "env", J_OBJ);
     long long key = id ? (long long)id->num : -1;
     if (!id || !argv_v || !argv_v->n || !cwd || !out_v || !err_v || !tag) {
         send_error(key, "a start request without id, argv, cwd, stdout, stderr or tag", EINVAL, NULL);
-        return;
+        return 0;
     }
     char **argv = calloc(argv_v->n + 1, sizeof *argv);
     if (!argv) _exit(70);
     for (size_t i = 0; i < argv_v->n; i++) {
-        if (argv_v->items[i].type != J_STR) { free(argv); send_error(key, "argv holds a non-string", EINVAL, NULL); return; }
+        if (argv_v->items[i].type != J_STR) { free(argv); send_error(key, "argv holds a non-string", EINVAL, NULL); return 0; }
         argv[i] = argv_v->items[i].str;
     }
     int out = open_log(out_v->str);
-    if (out < 0) { send_error(key, "stdout", errno, out_v->str); free(argv); return; }
+    if (out < 0) { send_error(key, "stdout", errno, out_v->str); free(argv); return 0; }
     int err = strcmp(out_v->str, err_v->str) ? open_log(err_v->str) : dup(out);
-    if (err < 0) { send_error(key, "stderr", errno, err_v->str); close(out); free(argv); return; }
+    if (err < 0) { send_error(key, "stderr", errno, err_v->str); close(out); free(argv); return 0; }
     char **envp = build_env(env);
     pid_t pid = -1;
     int rc = spawn_program(&pid, argv, envp, cwd->str, out, err);
     free_env(envp, env);
     close(out);
     close(err);
-    if (rc != 0) { send_error(key, "start", rc, argv[0]); free(argv); return; }
+    if (rc != 0) { send_error(key, "start", rc, argv[0]); free(argv); return 0; }
     free(argv);
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (n_attempts == cap_attempts) {
@@ -468,6 +486,7 @@ static void start(jv *msg) {
     a->pid = pid;
     a->pidfd = pidfd;
     a->ended = 0;
+    a->code = 0;
     size_t needle_size = strlen(tag->str) + sizeof "ENSEMBLE_LAUNCH=";
     a->needle = malloc(needle_size);
     if (!a->needle) _exit(70);
@@ -475,6 +494,85 @@ static void start(jv *msg) {
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)pid};
     if (pidfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, pidfd, &ev) != 0) _exit(71);
     out_fmt("{\"op\":\"started\",\"id\":%lld,\"pid\":%d}\n", key, (int)pid);
+    return 1;
+}
+
+/* Whether a chained start's condition holds: its "inbox" directory unchanged since the manager
+ * last looked ("seen": the modification time in ns, as text; -1 where it did not exist). */
+static int may_start(jv *msg) {
+    jv *inbox = get(msg, "inbox", J_STR), *seen = get(msg, "seen", J_STR);
+    if (!inbox) return 1;
+    struct stat st;
+    long long mtime = stat(inbox->str, &st) == 0 ? (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec
+                                                 : -1;
+    return seen && strtoll(seen->str, NULL, 10) == mtime;
+}
+
+static void cancelled(long long id) {
+    out_fmt("{\"op\":\"cancelled\",\"id\":%lld}\n", id);
+}
+
+/* The predecessor ``id`` ended (``ok``: with 0, or a chained start that started): start or cancel
+ * what waits for it, and so on down each chain. */
+static void resolve(long long id, int ok) {
+    for (size_t i = 0; i < n_waiting;) {
+        if (waiting[i].after != id) { i++; continue; }
+        waiting_start next = waiting[i];
+        waiting[i] = waiting[--n_waiting];
+        int go = ok && may_start(&next.msg);
+        if (go && start(&next.msg)) {
+            jfree(&next.msg);
+            i = 0; /* the list changed under us */
+            continue;
+        }
+        if (!go) cancelled(next.id); /* else it could not start: it ended with its error */
+        resolve(next.id, 0);
+        jfree(&next.msg);
+        i = 0;
+    }
+}
+
+/* Cancel the chained start ``id`` (and what is chained after it) if it still waits. */
+static int cancel_waiting(long long id) {
+    for (size_t i = 0; i < n_waiting; i++) {
+        if (waiting[i].id != id) continue;
+        jfree(&waiting[i].msg);
+        waiting[i] = waiting[--n_waiting];
+        cancelled(id);
+        resolve(id, 0);
+        return 1;
+    }
+    return 0;
+}
+
+static int is_waiting(long long id) {
+    for (size_t i = 0; i < n_waiting; i++)
+        if (waiting[i].id == id) return 1;
+    return 0;
+}
+
+/* A start with "after": now, later (kept, taking the request over) or never.  Returns whether it kept
+ * the request. */
+static int chain(jv *msg, long long after) {
+    jv *id = get(msg, "id", J_NUM);
+    long long key = id ? (long long)id->num : -1;
+    attempt *a = find(after);
+    if (a && a->ended) {
+        if (a->code == 0 && may_start(msg)) start(msg);
+        else cancelled(key);
+        return 0;
+    }
+    if (!id || (!a && !is_waiting(after))) {
+        cancelled(key);
+        return 0;
+    }
+    if (n_waiting == cap_waiting) {
+        cap_waiting = cap_waiting * 2 + 16;
+        waiting = realloc(waiting, cap_waiting * sizeof *waiting);
+        if (!waiting) _exit(70);
+    }
+    waiting[n_waiting++] = (waiting_start){key, after, *msg};
+    return 1;
 }
 
 static void signal_attempt(jv *msg) {
@@ -482,6 +580,8 @@ static void signal_attempt(jv *msg) {
     attempt *a = id ? find((long long)id->num) : NULL;
     if (a && sig && !a->ended) {
         kill(-a->pid, (int)sig->num);
+    } else if (!a && id) {
+        cancel_waiting((long long)id->num);
     }
 }
 
@@ -500,10 +600,13 @@ static void handle_line(const char *line, size_t len) {
     reader r = {line, line + len, 0};
     jv msg;
     parse_value(&r, &msg, 0);
-    jv *op = r.bad ? NULL : get(&msg, "op", J_STR);
+    jv *op = r.bad ? NULL : get(&msg, "op", J_STR), *after = op ? get(&msg, "after", J_NUM) : NULL;
+    jv *id = op ? get(&msg, "id", J_NUM) : NULL;
     if (!op) warn("spawner: skipped a line that is not a request: %.*s", len < 200 ? (int)len : 200, line);
+    else if (!strcmp(op->str, "start") && after) { if (chain(&msg, (long long)after->num)) return; }
     else if (!strcmp(op->str, "start")) start(&msg);
     else if (!strcmp(op->str, "signal")) signal_attempt(&msg);
+    else if (!strcmp(op->str, "cancel")) { if (id) cancel_waiting((long long)id->num); }
     else if (!strcmp(op->str, "reap")) reap(&msg);
     else warn("spawner: skipped a request of unknown op %.*s", 200, op->str);
     jfree(&msg);
@@ -609,9 +712,13 @@ static void ended(pid_t pid) {
     epoll_ctl(epfd, EPOLL_CTL_DEL, a->pidfd, NULL);
     kill(-a->pid, SIGKILL); /* what is left of its group goes with it */
     int code = info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
-    out_fmt("{\"op\":\"exit\",\"id\":%lld,\"code\":%d,\"pid\":%d,\"end\":%lld.%06ld}\n", a->id, code, (int)a->pid,
+    a->code = code;
+    long long id = a->id;
+    out_fmt("{\"op\":\"exit\",\"id\":%lld,\"code\":%d,\"pid\":%d,\"end\":%lld.%06ld}\n", id, code, (int)a->pid,
             (long long)now.tv_sec, now.tv_nsec / 1000);
-    sweep(a);
+    resolve(id, code == 0); /* first, so a chained step waits for nothing */
+    a = find(id);
+    if (a) sweep(a);
 }
 
 int main(int argc, char **argv) {

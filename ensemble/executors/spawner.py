@@ -6,6 +6,11 @@ short steps the manager, not the machine, was the limit.  The spawner takes that
 writes one JSON line per start (:mod:`ensemble.executors.wire`, plus ``started`` and ``reap``)
 and reads the ends of all its steps from one pipe, a channel (:meth:`Executor.channels`).
 
+It also takes **chained starts** (:meth:`SpawnerExecutor.chain`): an attempt the engine has
+already recorded, to start the moment another one exits 0 on the placement it hands over, so a
+core never waits for the manager between two short steps.  On any other end of the predecessor
+the chained start is cancelled and never runs (:meth:`take_cancelled`).
+
 What the local executor promises holds: each attempt in a new session with the manager's
 environment and its own variables, log files opened without truncating, signals to its group,
 leftovers killed by launch tag, and an ended attempt kept as a zombie until its end is committed
@@ -95,10 +100,12 @@ class SpawnHandle(Handle):
     end: float | None = None
     lost: bool = False
     reaped: bool = False
+    #: A chained start that never started (its predecessor did not exit 0, or it was cancelled).
+    cancelled: bool = False
 
     @property
     def ended(self) -> bool:
-        return self.code is not None or self.error is not None or self.lost
+        return self.code is not None or self.error is not None or self.lost or self.cancelled
 
 
 class SpawnerExecutor(LocalExecutor):
@@ -117,6 +124,7 @@ class SpawnerExecutor(LocalExecutor):
         self.held: list[SpawnHandle] = []
         self.ended_early: list[Handle] = []
         self.new_pids: list[tuple[Handle, int]] = []
+        self.cancelled: list[Handle] = []
         self.tag_env: dict[str, str] = {}
         self.next_key = 0
 
@@ -157,13 +165,32 @@ class SpawnerExecutor(LocalExecutor):
     def start(self, launch: Launch) -> Handle:
         if self.popen is None:
             return super().start(launch)
+        return self._request(launch, {})
+
+    @property
+    def can_chain(self) -> bool:
+        return self.popen is not None
+
+    def chain(self, launch: Launch, after: Handle, unchanged: tuple[str, int] | None = None) -> Handle:
+        """Start ``launch`` when ``after`` exits 0 (and ``unchanged``'s directory still has that
+        modification time in ns); its pid comes with :meth:`take_pids`, or it comes back from
+        :meth:`take_cancelled` having never started."""
+        condition = {} if unchanged is None else {"inbox": unchanged[0], "seen": str(unchanged[1])}
+        return self._request(launch, {"after": after.key, **condition})
+
+    def cancel(self, handle: Handle) -> None:
+        """Cancel a chained start that has not started yet (one that has runs on)."""
+        if isinstance(handle, SpawnHandle) and self.popen is not None:
+            self.outbox += encode({"op": "cancel", "id": handle.key})
+
+    def _request(self, launch: Launch, extra: dict) -> SpawnHandle:
         if launch.logs is not None:
             for fd in launch.logs:
                 os.close(fd)
         self.next_key += 1
         handle = SpawnHandle(self.next_key, launch.tag)
         self.handles[handle.key] = handle
-        self.outbox += encode({"op": "start", "id": handle.key, "argv": launch.argv, "cwd": launch.cwd,
+        self.outbox += encode({"op": "start", "id": handle.key, **extra, "argv": launch.argv, "cwd": launch.cwd,
                                "env": {**self.tag_env, **launch.env, ENV_LAUNCH: launch.tag}, "stdout": launch.stdout,
                                "stderr": launch.stderr, "tag": launch.tag})
         return handle
@@ -205,6 +232,13 @@ class SpawnerExecutor(LocalExecutor):
         pids, self.new_pids = self.new_pids, []
         return pids
 
+    def take_cancelled(self) -> list[Handle]:
+        cancelled, self.cancelled = self.cancelled, []
+        return cancelled
+
+    def never_started(self, handle: Handle) -> bool:
+        return isinstance(handle, SpawnHandle) and handle.cancelled
+
     def _read(self) -> list[Handle]:
         try:
             data = os.read(self.fd, READ_SIZE)
@@ -222,6 +256,10 @@ class SpawnerExecutor(LocalExecutor):
             elif op == "started":
                 handle.pid = message.get("pid")
                 self.new_pids.append((handle, handle.pid))
+            elif op == "cancelled":
+                handle.cancelled = True
+                del self.handles[handle.key]
+                self.cancelled.append(handle)
             elif op == "exit":
                 handle.code, handle.error, handle.end = message.get("code"), message.get("error"), message.get("end")
                 handle.pid = message.get("pid", handle.pid)
@@ -237,6 +275,7 @@ class SpawnerExecutor(LocalExecutor):
                   "from now on", self.popen.returncode, sum(not h.ended for h in self.handles.values()))
         _kill_and_collect([*self.handles.values(), *self.held])
         self.held = []
+        # A chained start may have started unseen: it is lost too (interrupted, run again).
         ended = [h for h in self.handles.values() if not h.ended]
         for handle in ended:
             handle.lost = True

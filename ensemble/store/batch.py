@@ -7,6 +7,9 @@ from typing import Any
 
 from ensemble.status import RunStatus
 
+#: ``attempts.outcome`` of a chained attempt: recorded, waiting behind another step, not started.
+CHAINED = "chained"
+
 
 class WriteBatch:
     """Changes one manager collected since its last flush, committed in one fenced transaction.
@@ -17,6 +20,8 @@ class WriteBatch:
 
     PID = "UPDATE attempts SET pid=? WHERE id=?"
     JOB = "UPDATE attempts SET job=? WHERE id=?"
+    STARTED = f"UPDATE attempts SET pid=?, start=?, outcome=NULL WHERE id=? AND outcome='{CHAINED}'"
+    DROP = f"DELETE FROM attempts WHERE id=? AND end IS NULL AND outcome='{CHAINED}'"
     END = "UPDATE attempts SET end=?, exit_code=?, signal=?, outcome=? WHERE id=? AND end IS NULL"
     PROGRESS = "UPDATE runs SET step=?, restarts=? WHERE id=? AND claimed_by=?"
     COMPLETE = ("UPDATE runs SET status=?, claimed_by=NULL, step=?, restarts=?, message=?, "
@@ -26,7 +31,7 @@ class WriteBatch:
 
     #: Statements run in this order at a flush, each with ``executemany``.  Between two flushes a
     #: run progresses before it completes or is released, so this order equals the calls' order.
-    ORDER = (PID, JOB, END, PROGRESS, COMPLETE, UNCLAIM, EVENT)
+    ORDER = (PID, JOB, STARTED, END, DROP, PROGRESS, COMPLETE, UNCLAIM, EVENT)
 
     def __init__(self, manager: str) -> None:
         self.manager = manager
@@ -37,7 +42,7 @@ class WriteBatch:
 
     def only_pids(self) -> bool:
         """Whether nothing but pids and job ids of started attempts waits (they may wait for the next flush)."""
-        return not any(rows for sql, rows in self.ops.items() if sql not in (self.PID, self.JOB))
+        return not any(rows for sql, rows in self.ops.items() if sql not in (self.PID, self.JOB, self.STARTED))
 
     def set_job(self, attempt_id: int, job: str) -> None:
         """The resource manager's id of a started attempt (a Flux job id)."""
@@ -45,6 +50,14 @@ class WriteBatch:
 
     def set_pid(self, attempt_id: int, pid: int) -> None:
         self.ops[self.PID].append((pid, attempt_id))
+
+    def chained_start(self, attempt_id: int, pid: int, start: float) -> None:
+        """A chained attempt (recorded ahead) started: its pid, and when it really began."""
+        self.ops[self.STARTED].append((pid, start, attempt_id))
+
+    def drop_attempt(self, attempt_id: int) -> None:
+        """A chained attempt recorded ahead never started: it never existed."""
+        self.ops[self.DROP].append((attempt_id,))
 
     def end_attempt(self, attempt_id: int, end: float, exit_code: int | None, signal: int | None,
                     outcome: str) -> None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ensemble.status import RunStatus
-
-if TYPE_CHECKING:
-    from ensemble.store.batch import WriteBatch
+from ensemble.store.batch import CHAINED, WriteBatch
 
 #: Run ids ``(low, high)``, both included; None: every run.
 RunRange = tuple[int, int] | None
@@ -102,13 +100,14 @@ class ExecutionQueries:
         return ids
 
     def insert_attempt(self, run_id: int, step: int, attempt: int, manager: str, host: str, start: float,
-                       command: list[str], placement: list[dict] | None) -> int:
-        """Record an attempt before its process starts; return the attempt's row id."""
+                       command: list[str], placement: list[dict] | None, chained: bool = False) -> int:
+        """Record an attempt before its process starts; return the attempt's row id.  A chained
+        attempt (waiting behind another step) has the outcome :data:`CHAINED` until it starts."""
         return self.conn.execute(
-            "INSERT INTO attempts(run_id, step, attempt, manager, host, start, command, placement) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO attempts(run_id, step, attempt, manager, host, start, command, placement, outcome) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, step, attempt, manager, host, start, json.dumps(command),
-             None if placement is None else json.dumps(placement))).lastrowid
+             None if placement is None else json.dumps(placement), CHAINED if chained else None)).lastrowid
 
     def recover_orphans(self, now: float) -> tuple[int, int]:
         """Close attempts and free runs of managers that hold no lease; return (attempts, runs)."""
@@ -122,23 +121,28 @@ class ExecutionQueries:
 
     def orphaned_attempts(self, host: str) -> list[dict[str, Any]]:
         """Open attempts on ``host`` of managers that hold no lease (what :meth:`recover_orphans` closes)."""
-        keys = ("id", "run_id", "step", "attempt", "pid", "start", "manager", "placement")
+        keys = ("id", "run_id", "step", "attempt", "pid", "start", "manager", "placement", "outcome")
         rows = self.conn.execute(
-            "SELECT id, run_id, step, attempt, pid, start, manager, placement FROM attempts WHERE end IS NULL "
+            "SELECT id, run_id, step, attempt, pid, start, manager, placement, outcome FROM attempts WHERE end IS NULL "
             "AND host=? AND manager NOT IN (SELECT manager FROM leases) ORDER BY id", (host,))
         return [dict(zip(keys, row)) for row in rows]
 
     def adopt_attempts(self, manager: str, adopted: Sequence[tuple[int, int, int]]) -> None:
         """Hand open attempts ``(attempt id, run id, pid)`` and their runs to ``manager`` (inside
         the transaction that took its lease)."""
-        self.conn.executemany("UPDATE attempts SET manager=?, pid=? WHERE id=?",
+        self.conn.executemany("UPDATE attempts SET manager=?, pid=?, outcome=NULL WHERE id=?",
                               [(manager, pid, attempt_id) for attempt_id, _, pid in adopted])
         self.conn.executemany("UPDATE runs SET claimed_by=? WHERE id=?", [(manager, run_id) for _, run_id, _ in adopted])
+
+    def drop_unstarted(self, attempt_ids: Sequence[int]) -> None:
+        """Delete chained attempts of dead managers that never started (inside the lease's transaction)."""
+        self.conn.executemany(f"DELETE FROM attempts WHERE id=? AND end IS NULL AND outcome='{CHAINED}'",
+                              [(i,) for i in attempt_ids])
 
     def count_failed(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status=?", (int(RunStatus.FAILURE),)).fetchone()[0]
 
-    def apply(self, batch: "WriteBatch") -> None:
+    def apply(self, batch: WriteBatch) -> None:
         """Execute a :class:`WriteBatch`'s statements (inside a transaction), in its fixed order."""
         for sql, rows in batch.ops.items():
             if rows:

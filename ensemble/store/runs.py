@@ -250,7 +250,8 @@ class RunQueries:
         keys = ("run_id", "step", "attempt", "host", "start")
         return [dict(zip(keys, r)) for r in self.conn.execute(
             "SELECT a.run_id, a.step, a.attempt, a.host, a.start FROM attempts a JOIN runs r ON r.id = a.run_id "
-            "WHERE a.end IS NULL AND r.status=0 AND r.claimed_by IS NOT NULL ORDER BY a.start LIMIT ?", (limit,))]
+            "WHERE a.end IS NULL AND a.outcome IS NULL AND r.status=0 AND r.claimed_by IS NOT NULL "
+            "ORDER BY a.start LIMIT ?", (limit,))]
 
     def completion_times(self, last: int) -> list[float]:
         """When the last ``last`` completed runs ended (their last attempt's end), ascending."""

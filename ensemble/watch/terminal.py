@@ -52,8 +52,8 @@ class Watcher:
 
     def read(self) -> Snapshot:
         store = self.ensemble.store
-        rows = store.conn.execute("SELECT run_id, step, start FROM attempts WHERE end IS NULL ORDER BY start "
-                                  "LIMIT ?", (RUNNING_SHOWN,)).fetchall()
+        rows = store.conn.execute("SELECT run_id, step, start FROM attempts WHERE end IS NULL AND outcome IS NULL "
+                                  "ORDER BY start LIMIT ?", (RUNNING_SHOWN,)).fetchall()
         snap = Snapshot(time.time(), self.ensemble.status_counts(), [(r[0], r[1], r[2]) for r in rows],
                         failure_report(self.ensemble.store, limit=3, lines=2))
         self.history.append((snap.time, snap.completed))

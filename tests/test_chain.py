@@ -1,0 +1,253 @@
+"""Chained starts: the spawner starts a recorded attempt the moment the step before it on the same
+placement exits 0 (ensemble/engine/chain.py); anything else cancels it and it never existed."""
+from __future__ import annotations
+
+import os
+import select
+import signal
+from pathlib import Path
+
+import pytest
+from engine_helpers import (
+    attempts_by_run,
+    create,
+    events,
+    execute,
+    placed,
+    proc_state,
+    run,
+    sh,
+    start_detached,
+    statuses,
+    wait_file,
+    wait_for,
+    wait_manager_exit,
+)
+from spawner_helpers import Spawner, needs_spawner
+
+from ensemble.setup import control
+from ensemble.status import RunStatus
+
+
+@pytest.fixture(autouse=True)
+def _needs_spawner() -> None:
+    needs_spawner()
+
+
+@pytest.fixture
+def spawner():
+    s = Spawner()
+    yield s
+    if s.popen.poll() is None:
+        s.close()
+
+
+def _silent(spawner: Spawner, seconds: float = 0.3) -> bool:
+    """Nothing more comes from the spawner for a while (it never wrongly starts a chained step)."""
+    return not spawner.pending and not select.select([spawner.popen.stdout], [], [], seconds)[0]
+
+
+def _chain(spawner: Spawner, key: int, after: int, where: Path, argv: list[str] | None = None) -> None:
+    request = {"op": "start", "id": key, "after": after, "argv": argv or ["sh", "-c", f"echo {key}"],
+               "cwd": str(where), "env": {}, "stdout": str(where / f"{key}.out"), "stderr": str(where / f"{key}.err"),
+               "tag": f"t/{key}.1"}
+    spawner.send(**request)
+
+
+# -- the protocol ----------------------------------------------------------------------------------
+def test_a_chained_start_waits_for_its_predecessor_and_starts_when_it_exits_0(spawner, tmp_path):
+    gate = tmp_path / "gate"
+    spawner.start(1, ["sh", "-c", wait_file(gate)], tmp_path)
+    _chain(spawner, 2, 1, tmp_path)
+    _chain(spawner, 3, 2, tmp_path)
+    assert _silent(spawner), "nothing chained starts while its predecessor runs"
+    assert not (tmp_path / "2.out").exists()
+    gate.touch()
+    assert spawner.recv()["op"] == "exit"
+    assert [spawner.recv()["op"] for _ in range(4)] == ["started", "exit", "started", "exit"]
+    assert (tmp_path / "2.out").read_text() == "2\n" and (tmp_path / "3.out").read_text() == "3\n"
+
+
+def test_a_failed_predecessor_cancels_the_whole_chain_behind_it(spawner, tmp_path):
+    gate = tmp_path / "gate"
+    spawner.start(1, ["sh", "-c", wait_file(gate) + "; exit 5"], tmp_path)
+    _chain(spawner, 2, 1, tmp_path)
+    _chain(spawner, 3, 2, tmp_path)
+    gate.touch()
+    assert spawner.recv()["code"] == 5
+    assert [spawner.recv() for _ in range(2)] == [{"op": "cancelled", "id": 2}, {"op": "cancelled", "id": 3}]
+    assert _silent(spawner)
+    assert not (tmp_path / "2.out").exists() and not (tmp_path / "3.out").exists()
+
+
+def test_a_signal_or_cancel_takes_a_waiting_start_back_and_the_predecessor_runs_on(spawner, tmp_path):
+    gate = tmp_path / "gate"
+    spawner.start(1, ["sh", "-c", wait_file(gate)], tmp_path)
+    _chain(spawner, 2, 1, tmp_path)
+    _chain(spawner, 3, 2, tmp_path)
+    spawner.send(op="signal", id=2, sig=int(signal.SIGTERM))
+    assert [spawner.recv() for _ in range(2)] == [{"op": "cancelled", "id": 2}, {"op": "cancelled", "id": 3}]
+    _chain(spawner, 4, 1, tmp_path)
+    spawner.send(op="cancel", id=4)
+    assert spawner.recv() == {"op": "cancelled", "id": 4}
+    spawner.send(op="cancel", id=1)  # a running step: cancel does nothing to it
+    assert _silent(spawner)
+    gate.touch()
+    end = spawner.recv()
+    assert end["op"] == "exit" and end["id"] == 1 and end["code"] == 0
+    assert _silent(spawner)
+
+
+def test_a_chained_start_is_cancelled_when_the_inbox_changed_meanwhile(spawner, tmp_path):
+    inbox, gate = tmp_path / "inbox", tmp_path / "gate"
+    inbox.mkdir()
+    seen = str(inbox.stat().st_mtime_ns)
+    spawner.start(1, ["sh", "-c", wait_file(gate)], tmp_path)
+    spawner.send(op="start", id=2, after=1, inbox=str(inbox), seen=seen, argv=["/bin/true"], cwd=str(tmp_path),
+                 env={}, stdout=str(tmp_path / "2.out"), stderr=str(tmp_path / "2.err"), tag="t/2.1")
+    (inbox / "stop.json").write_text("{}")
+    gate.touch()
+    assert spawner.recv()["code"] == 0
+    assert spawner.recv() == {"op": "cancelled", "id": 2}
+    spawner.send(op="start", id=3, after=1, inbox=str(inbox), seen=str(inbox.stat().st_mtime_ns),
+                 argv=["/bin/true"], cwd=str(tmp_path), env={}, stdout=str(tmp_path / "3.out"),
+                 stderr=str(tmp_path / "3.err"), tag="t/3.1")
+    assert spawner.recv()["op"] == "started", "an inbox as the manager last saw it lets the start go"
+
+
+def test_a_start_chained_after_an_end_already_known_starts_at_once_or_never(spawner, tmp_path):
+    spawner.start(1, ["/bin/true"], tmp_path)
+    assert spawner.recv()["code"] == 0
+    spawner.start(2, ["/bin/false"], tmp_path)
+    assert spawner.recv()["code"] == 1
+    _chain(spawner, 3, 1, tmp_path)
+    assert spawner.recv()["op"] == "started" and spawner.recv()["code"] == 0
+    _chain(spawner, 4, 2, tmp_path)
+    assert spawner.recv() == {"op": "cancelled", "id": 4}
+    _chain(spawner, 5, 99, tmp_path)
+    assert spawner.recv() == {"op": "cancelled", "id": 5}
+
+
+def test_a_chained_start_that_cannot_start_ends_with_its_error_and_cancels_what_follows(spawner, tmp_path):
+    spawner.start(1, ["/bin/true"], tmp_path)
+    _chain(spawner, 2, 1, tmp_path, ["no-such-program-here"])
+    _chain(spawner, 3, 2, tmp_path)
+    assert spawner.recv()["code"] == 0
+    assert spawner.recv() == {"op": "exit", "id": 2,
+                              "error": "[Errno 2] No such file or directory: 'no-such-program-here'"}
+    assert spawner.recv() == {"op": "cancelled", "id": 3}
+
+
+def test_at_end_of_file_a_waiting_start_never_starts(spawner, tmp_path):
+    gate = tmp_path / "gate"
+    pid = spawner.start(1, ["sh", "-c", wait_file(gate)], tmp_path)["pid"]
+    _chain(spawner, 2, 1, tmp_path)
+    assert spawner.close() == 0
+    gate.touch()
+    wait_for(lambda: not Path(f"/proc/{pid}/cmdline").exists() or _zombie(pid), "the step ends")
+    assert not (tmp_path / "2.out").exists()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+# -- the engine --------------------------------------------------------------------------------------
+def _gated(edir: Path, count: int, fail: frozenset[int] = frozenset()) -> tuple[Path, list]:
+    """Runs 1-4 are short (the manager chains only behind short steps), runs 5 and 6 wait for a
+    gate, so the manager chains 7-10 behind them; run i in ``fail`` exits 1."""
+    gate = edir / "gate"
+    runs = []
+    for i in range(1, count + 1):
+        wait = wait_file(gate) + "; " if i in (5, 6) else ""
+        runs.append(run(i, sh(f"{wait}echo $ENSEMBLE_ATTEMPT > seen; exit {int(i in fail)}")))
+    return gate, runs
+
+
+def _chained_ids(ens) -> set[int]:
+    """Runs whose attempt is recorded but not started (chained behind a running step)."""
+    return {a["run_id"] for a in ens.attempts() if a["outcome"] == "chained"}
+
+
+def test_the_manager_chains_the_next_runs_behind_running_steps_on_their_cores(edir):
+    gate, runs = _gated(edir, 12)
+    ens = create(runs)
+    pid = start_detached(ens, cores=2)
+    wait_for(lambda: _chained_ids(ens) == {7, 8, 9, 10}, "two starts chained behind each running step")
+    assert all(a["pid"] is None for a in ens.attempts() if a["outcome"] == "chained")
+    gate.touch()
+    wait_manager_exit(ens, pid)
+    assert statuses(ens) == {i: RunStatus.SUCCESS for i in range(1, 13)}
+    attempts = [a for runs_attempts in attempts_by_run(ens).values() for a in runs_attempts]
+    assert len(attempts) == 12 and all(a["attempt"] == 1 and a["pid"] and a["end"] for a in attempts)
+    for a in attempts:
+        for b in attempts:
+            if a is not b and a["start"] < b["end"] and b["start"] < a["end"]:
+                assert not set(placed(a, "cores")) & set(placed(b, "cores")), "a core runs one step at a time"
+    assert all((edir / r["run_dir"] / "seen").read_text() == "1\n" for r in ens.runs())
+
+
+def test_the_runs_chained_behind_a_failed_step_run_later_as_if_never_chained(edir):
+    gate, runs = _gated(edir, 12, fail=frozenset({5}))
+    ens = create(runs)
+    pid = start_detached(ens, cores=2)
+    wait_for(lambda: _chained_ids(ens) == {7, 8, 9, 10}, "starts chained behind both running steps")
+    gate.touch()
+    wait_manager_exit(ens, pid)
+    assert statuses(ens) == {i: RunStatus.FAILURE if i == 5 else RunStatus.SUCCESS for i in range(1, 13)}
+    by_run = attempts_by_run(ens)
+    assert all(len(by_run[i]) == 1 and by_run[i][0]["attempt"] == 1 and by_run[i][0]["pid"] for i in by_run)
+    assert all(a["end"] is not None for a in ens.attempts())
+    assert all((edir / r["run_dir"] / "seen").read_text() == "1\n" for r in ens.runs())
+
+
+def test_a_stop_takes_back_the_chained_starts_and_they_run_next_time(edir):
+    gate, runs = _gated(edir, 10)
+    ens = create(runs)
+    pid = start_detached(ens, cores=2)
+    wait_for(lambda: _chained_ids(ens) == {7, 8, 9, 10}, "starts chained behind both running steps")
+    control.post(ens.setup_dir, {"op": "stop"})
+    wait_for(lambda: events(ens, "stopping") and not _chained_ids(ens), "the chained starts are taken back")
+    assert sorted(a["run_id"] for a in ens.attempts()) == [1, 2, 3, 4, 5, 6]
+    gate.touch()
+    wait_manager_exit(ens, pid)
+    assert statuses(ens) == {**{i: RunStatus.SUCCESS for i in range(1, 7)}, **{i: RunStatus.QUEUED for i in range(7, 11)}}
+    assert all(r["claimed_by"] is None for r in ens.runs())
+    pid = start_detached(ens, cores=2)
+    wait_manager_exit(ens, pid)
+    assert statuses(ens) == {i: RunStatus.SUCCESS for i in range(1, 11)}
+    assert all(len(a) == 1 for a in attempts_by_run(ens).values())
+
+
+def test_the_chained_starts_of_a_killed_manager_never_existed(edir):
+    gate, runs = _gated(edir, 10)
+    ens = create(runs)
+    pid = start_detached(ens, cores=2)
+    wait_for(lambda: _chained_ids(ens) == {7, 8, 9, 10}, "starts chained behind both running steps")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: proc_state(pid) is None, "the killed manager to be reaped")
+    gate.touch()
+    execute(ens, cores=2)
+    assert statuses(ens) == {i: RunStatus.SUCCESS for i in range(1, 11)}
+    by_run = attempts_by_run(ens)
+    assert all([(a["attempt"], a["outcome"]) for a in by_run[i]] == [(1, "success")] for i in range(1, 11))
+    started = events(ens, "manager_started")[-1]["detail"]
+    assert started["adopted_running"] + started["adopted_ended"] == 2 and started["recovered_attempts"] == 0
+
+
+def test_a_dequeued_chained_run_never_starts(edir):
+    gate, runs = _gated(edir, 10)
+    ens = create(runs)
+    pid = start_detached(ens, cores=2)
+    wait_for(lambda: _chained_ids(ens) == {7, 8, 9, 10}, "starts chained behind both running steps")
+    ens.dequeue_runs([7])
+    wait_for(lambda: 7 not in _chained_ids(ens), "the dequeued run's chained start is taken back")
+    gate.touch()
+    wait_manager_exit(ens, pid)
+    assert statuses(ens) == {**{i: RunStatus.SUCCESS for i in range(1, 11) if i != 7}, 7: RunStatus.KILLED}
+    assert 7 not in attempts_by_run(ens)
+    assert all(len(a) == 1 for a in attempts_by_run(ens).values())
+    assert not (edir / ens.runs([7])[0]["run_dir"] / "seen").exists()
