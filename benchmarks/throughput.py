@@ -108,7 +108,8 @@ def worker_ensemble(n: int, work: Path, layout: str = "split") -> dict[str, Any]
     elapsed = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     ok = ens.count_by_status(Ensemble.RUN_SUCCESS)
-    return {"create_s": created, "execute_s": elapsed, "success": ok,
+    first, last = ens.store.conn.execute("SELECT MIN(start), MAX(end) FROM attempts").fetchone()
+    return {"create_s": created, "execute_s": elapsed, "success": ok, "steps_s": last - first,
             "manager_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
 
 

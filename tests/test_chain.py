@@ -25,6 +25,7 @@ from engine_helpers import (
 )
 from spawner_helpers import Spawner, needs_spawner
 
+from ensemble.engine.chain import CHAIN_DEPTH
 from ensemble.setup import control
 from ensemble.status import RunStatus
 
@@ -156,13 +157,18 @@ def _zombie(pid: int) -> bool:
 
 
 # -- the engine --------------------------------------------------------------------------------------
-def _gated(edir: Path, count: int, fail: frozenset[int] = frozenset()) -> tuple[Path, list]:
-    """Runs 1-4 are short (the manager chains only behind short steps), runs 5 and 6 wait for a
-    gate, so the manager chains 7-10 behind them; run i in ``fail`` exits 1."""
+#: On one core, the runs chained behind run 5 while it waits for its gate (see :func:`_gated`).
+CHAINED = set(range(6, 6 + CHAIN_DEPTH))
+COUNT = 5 + CHAIN_DEPTH + 2
+
+
+def _gated(edir: Path, fail: frozenset[int] = frozenset()) -> tuple[Path, list]:
+    """Runs 1-4 are short (the manager chains only behind short steps), run 5 waits for a gate, so
+    on one core the manager chains :data:`CHAINED` behind it; run i in ``fail`` exits 1."""
     gate = edir / "gate"
     runs = []
-    for i in range(1, count + 1):
-        wait = wait_file(gate) + "; " if i in (5, 6) else ""
+    for i in range(1, COUNT + 1):
+        wait = wait_file(gate) + "; " if i == 5 else ""
         runs.append(run(i, sh(f"{wait}echo $ENSEMBLE_ATTEMPT > seen; exit {int(i in fail)}")))
     return gate, runs
 
@@ -172,32 +178,43 @@ def _chained_ids(ens) -> set[int]:
     return {a["run_id"] for a in ens.attempts() if a["outcome"] == "chained"}
 
 
-def test_the_manager_chains_the_next_runs_behind_running_steps_on_their_cores(edir):
-    gate, runs = _gated(edir, 12)
+def _start_chained(edir: Path, fail: frozenset[int] = frozenset()):
+    gate, runs = _gated(edir, fail)
     ens = create(runs)
-    pid = start_detached(ens, cores=2)
-    wait_for(lambda: _chained_ids(ens) == {7, 8, 9, 10}, "two starts chained behind each running step")
+    pid = start_detached(ens, cores=1)
+    wait_for(lambda: _chained_ids(ens) == CHAINED, f"{CHAIN_DEPTH} starts chained behind the running step")
+    return gate, ens, pid
+
+
+def test_the_manager_chains_the_next_runs_behind_a_running_step(edir):
+    gate, ens, pid = _start_chained(edir)
     assert all(a["pid"] is None for a in ens.attempts() if a["outcome"] == "chained")
+    assert {r["id"] for r in ens.runs() if r["claimed_by"]} == {5, *CHAINED}
     gate.touch()
     wait_manager_exit(ens, pid)
-    assert statuses(ens) == {i: RunStatus.SUCCESS for i in range(1, 13)}
-    attempts = [a for runs_attempts in attempts_by_run(ens).values() for a in runs_attempts]
-    assert len(attempts) == 12 and all(a["attempt"] == 1 and a["pid"] and a["end"] for a in attempts)
+    assert statuses(ens) == {i: RunStatus.SUCCESS for i in range(1, COUNT + 1)}
+    attempts = ens.attempts()
+    assert len(attempts) == COUNT and all(a["attempt"] == 1 and a["pid"] and a["end"] for a in attempts)
+    assert all((edir / r["run_dir"] / "seen").read_text() == "1\n" for r in ens.runs())
+
+
+def test_chained_steps_keep_one_step_per_core(edir):
+    ens = create([run(i, sh("echo $ENSEMBLE_ATTEMPT > seen")) for i in range(1, 41)])
+    execute(ens, cores=2)
+    assert statuses(ens) == {i: RunStatus.SUCCESS for i in range(1, 41)}
+    attempts = ens.attempts()
+    assert len(attempts) == 40 and all(a["attempt"] == 1 and a["pid"] and a["end"] for a in attempts)
     for a in attempts:
         for b in attempts:
             if a is not b and a["start"] < b["end"] and b["start"] < a["end"]:
                 assert not set(placed(a, "cores")) & set(placed(b, "cores")), "a core runs one step at a time"
-    assert all((edir / r["run_dir"] / "seen").read_text() == "1\n" for r in ens.runs())
 
 
 def test_the_runs_chained_behind_a_failed_step_run_later_as_if_never_chained(edir):
-    gate, runs = _gated(edir, 12, fail=frozenset({5}))
-    ens = create(runs)
-    pid = start_detached(ens, cores=2)
-    wait_for(lambda: _chained_ids(ens) == {7, 8, 9, 10}, "starts chained behind both running steps")
+    gate, ens, pid = _start_chained(edir, fail=frozenset({5}))
     gate.touch()
     wait_manager_exit(ens, pid)
-    assert statuses(ens) == {i: RunStatus.FAILURE if i == 5 else RunStatus.SUCCESS for i in range(1, 13)}
+    assert statuses(ens) == {i: RunStatus.FAILURE if i == 5 else RunStatus.SUCCESS for i in range(1, COUNT + 1)}
     by_run = attempts_by_run(ens)
     assert all(len(by_run[i]) == 1 and by_run[i][0]["attempt"] == 1 and by_run[i][0]["pid"] for i in by_run)
     assert all(a["end"] is not None for a in ens.attempts())
@@ -205,49 +222,40 @@ def test_the_runs_chained_behind_a_failed_step_run_later_as_if_never_chained(edi
 
 
 def test_a_stop_takes_back_the_chained_starts_and_they_run_next_time(edir):
-    gate, runs = _gated(edir, 10)
-    ens = create(runs)
-    pid = start_detached(ens, cores=2)
-    wait_for(lambda: _chained_ids(ens) == {7, 8, 9, 10}, "starts chained behind both running steps")
+    gate, ens, pid = _start_chained(edir)
     control.post(ens.setup_dir, {"op": "stop"})
     wait_for(lambda: events(ens, "stopping") and not _chained_ids(ens), "the chained starts are taken back")
-    assert sorted(a["run_id"] for a in ens.attempts()) == [1, 2, 3, 4, 5, 6]
+    assert sorted(a["run_id"] for a in ens.attempts()) == [1, 2, 3, 4, 5]
     gate.touch()
     wait_manager_exit(ens, pid)
-    assert statuses(ens) == {**{i: RunStatus.SUCCESS for i in range(1, 7)}, **{i: RunStatus.QUEUED for i in range(7, 11)}}
+    assert statuses(ens) == {i: RunStatus.SUCCESS if i <= 5 else RunStatus.QUEUED for i in range(1, COUNT + 1)}
     assert all(r["claimed_by"] is None for r in ens.runs())
-    pid = start_detached(ens, cores=2)
+    pid = start_detached(ens, cores=1)
     wait_manager_exit(ens, pid)
-    assert statuses(ens) == {i: RunStatus.SUCCESS for i in range(1, 11)}
+    assert statuses(ens) == {i: RunStatus.SUCCESS for i in range(1, COUNT + 1)}
     assert all(len(a) == 1 for a in attempts_by_run(ens).values())
 
 
 def test_the_chained_starts_of_a_killed_manager_never_existed(edir):
-    gate, runs = _gated(edir, 10)
-    ens = create(runs)
-    pid = start_detached(ens, cores=2)
-    wait_for(lambda: _chained_ids(ens) == {7, 8, 9, 10}, "starts chained behind both running steps")
+    gate, ens, pid = _start_chained(edir)
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: proc_state(pid) is None, "the killed manager to be reaped")
     gate.touch()
-    execute(ens, cores=2)
-    assert statuses(ens) == {i: RunStatus.SUCCESS for i in range(1, 11)}
+    execute(ens, cores=1)
+    assert statuses(ens) == {i: RunStatus.SUCCESS for i in range(1, COUNT + 1)}
     by_run = attempts_by_run(ens)
-    assert all([(a["attempt"], a["outcome"]) for a in by_run[i]] == [(1, "success")] for i in range(1, 11))
+    assert all([(a["attempt"], a["outcome"]) for a in by_run[i]] == [(1, "success")] for i in range(1, COUNT + 1))
     started = events(ens, "manager_started")[-1]["detail"]
-    assert started["adopted_running"] + started["adopted_ended"] == 2 and started["recovered_attempts"] == 0
+    assert started["adopted_running"] + started["adopted_ended"] == 1 and started["recovered_attempts"] == 0
 
 
 def test_a_dequeued_chained_run_never_starts(edir):
-    gate, runs = _gated(edir, 10)
-    ens = create(runs)
-    pid = start_detached(ens, cores=2)
-    wait_for(lambda: _chained_ids(ens) == {7, 8, 9, 10}, "starts chained behind both running steps")
+    gate, ens, pid = _start_chained(edir)
     ens.dequeue_runs([7])
     wait_for(lambda: 7 not in _chained_ids(ens), "the dequeued run's chained start is taken back")
     gate.touch()
     wait_manager_exit(ens, pid)
-    assert statuses(ens) == {**{i: RunStatus.SUCCESS for i in range(1, 11) if i != 7}, 7: RunStatus.KILLED}
+    assert statuses(ens) == {i: RunStatus.KILLED if i == 7 else RunStatus.SUCCESS for i in range(1, COUNT + 1)}
     assert 7 not in attempts_by_run(ens)
     assert all(len(a) == 1 for a in attempts_by_run(ens).values())
     assert not (edir / ens.runs([7])[0]["run_dir"] / "seen").exists()

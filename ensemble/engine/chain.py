@@ -23,13 +23,17 @@ back: its attempt row is deleted, its attempt number reused, and it waits first 
 from __future__ import annotations
 
 import time
+from collections import deque
 
 from ensemble.engine.runqueue import shape_of
 from ensemble.engine.runstate import Phase, RunState
 from ensemble.executors import Launch
 
 #: Most chained starts waiting behind one running step.
-CHAIN_DEPTH = 2
+CHAIN_DEPTH = 4
+#: With a start waiting in every chain the manager lets this long pass before its next turn, so
+#: one turn (and one commit) handles the ends and starts of several steps.
+LINGER_S = 0.001
 #: Chains are made only while the steps that ended lately took less than this many seconds (a
 #: moving average over about the last :data:`CHAIN_MEMORY` ends): behind longer steps a chained
 #: start gains next to nothing, and its run would wait claimed (shown running) the whole time.
@@ -45,33 +49,41 @@ class Chains:
         return self.executor.can_chain and run.step == len(run.steps) - 1
 
     def pick_chains(self) -> list[tuple[RunState, RunState]]:
-        """(successor, tip) pairs: the head of the queue after a tip of its shape, in queue order."""
+        """(successor, tip) pairs in queue order: the head of the queue behind a chain end of its
+        shape, the chains filled in turn up to :data:`CHAIN_DEPTH` (a successor may itself be
+        the tip of the next pair)."""
         if not self._may_chain():
             return []
-        tips: dict[tuple[int, int, int], list[RunState]] = {}
+        ends: dict[tuple[int, int, int], deque[tuple[RunState, int, float | None]]] = {}
         for tip in self.tips:
-            if _waiting_in_chain(tip) < CHAIN_DEPTH:
-                tips.setdefault(shape_of(tip), []).append(tip)
+            depth = _waiting_in_chain(tip)
+            if depth < CHAIN_DEPTH:
+                ends.setdefault(shape_of(tip), deque()).append((tip, depth, _time_left(tip)))
         chains: list[tuple[RunState, RunState]] = []
         waiting = self.queue.waiting
-        while waiting and tips:
+        while waiting:
             run = waiting[0]
-            matching = tips.get(shape_of(run)) if not run.finished_steps else None
-            if not matching or not self._fits_after(run, matching[-1]):
+            line = ends.get(shape_of(run)) if not run.finished_steps else None
+            if not line or not self._fits_after(run, line[0][2]):
                 break
-            tip = matching.pop()
-            if not matching:
-                del tips[shape_of(run)]
+            tip, depth, left = line.popleft()
             waiting.popleft()
             if not run.claimed:
                 self.recorder.claim(run.id)
                 self.claimed(run)
                 self.post_ensemble_done = False
             if run.step == 0 and not run.prepared and not self.prepare_run(run, None):
+                line.appendleft((tip, depth, left))
                 continue
-            self.tips.discard(tip)
             chains.append((run, tip))
+            if depth + 1 < CHAIN_DEPTH and self.chainable_tip(run):
+                line.append((run, depth + 1, None if left is None or not run.current.timeout
+                             else left + run.current.timeout * 60))
         return chains
+
+    def lingering(self) -> bool:
+        """Whether every chain has a start waiting (no core can fall idle soon)."""
+        return bool(self.chained) and all(tip.pending for tip in self.tips)
 
     def note_step_time(self, seconds: float) -> None:
         """An attempt ended after ``seconds``: update the moving average chains are judged by."""
@@ -84,18 +96,19 @@ class Chains:
                 and self.queue.reserved is None and self.options.max_concurrency is None
                 and "prep_run" not in self.hook_names)
 
-    def _fits_after(self, run: RunState, tip: RunState) -> bool:
-        """With a deadline, the successor's timeout must fit after the tip's latest end."""
+    def _fits_after(self, run: RunState, left: float | None) -> bool:
+        """With a deadline, the successor's timeout must fit after the latest end of the chain it
+        joins (``left`` seconds from now; None: unbounded)."""
         if self.deadline is None or not run.current.timeout:
             return True
-        if not tip.current.timeout:
-            return False
-        left = tip.current.timeout * 60 - (time.time() - tip.attempt_started)
-        return time.monotonic() + max(0.0, left) + run.current.timeout * 60 <= self.deadline
+        return left is not None and time.monotonic() + left + run.current.timeout * 60 <= self.deadline
 
     def spawn_chained(self, run: RunState, launch: Launch | Exception, attempt_id: int, tip: RunState) -> None:
         """Hand the start of ``run`` after ``tip`` to the executor (the placement is the tip's until it ends)."""
         run.attempt_id = attempt_id
+        if tip.handle is None:  # chained in this turn behind a run whose start failed
+            self.take_back(run)
+            return
         if isinstance(launch, Exception):
             run.placement = None
             self.tips.add(tip)
@@ -106,6 +119,7 @@ class Chains:
         run.pending, run.after, tip.successor = True, tip, run
         self.channel_runs[run.handle] = run
         self.chained.add(run)
+        self.tips.discard(tip)
         if self.chainable_tip(run):
             self.tips.add(run)
 
@@ -129,8 +143,6 @@ class Chains:
         for timer in run.timers:
             self.reactor.cancel(timer)
         run.timers.clear()
-        self.recorder.batch.drop_attempt(run.attempt_id)
-        run.attempt_id, run.attempts = None, run.attempts - 1
         tip, run.after = run.after, None
         if tip is not None:
             tip.successor = None
@@ -141,6 +153,14 @@ class Chains:
         else:
             self.pool.release(run.placement)
         run.successor = None
+        self.take_back(run)
+
+    def take_back(self, run: RunState) -> None:
+        """A chained attempt that never started never existed: its row is deleted and its number
+        reused; the run waits first in line (or is released when the manager stops launching or
+        it was killed)."""
+        self.recorder.batch.drop_attempt(run.attempt_id)
+        run.attempt_id, run.attempts = None, run.attempts - 1
         run.placement, run.phase = None, Phase.WAITING
         killed, run.kill_reason = run.kill_reason, None
         if killed is not None:
@@ -156,17 +176,20 @@ class Chains:
         self.chained.clear()
 
     def take_back_idle(self) -> None:
-        """A placement is free that a run waiting behind a running step fits (nothing else in line
-        took it): take the run back, so it starts there instead of waiting."""
+        """Placements are free that runs waiting last in a chain fit (nothing else in line took
+        them): take as many such runs back, so they start there instead of waiting."""
         if not self.chained or not self.pool.any_free():
             return
-        for run in [r for r in self.chained if r.after is not None and r.after.handle is not None]:
-            probe = self.pool.allocate(*shape_of(run))
-            if probe is None:
+        held = []
+        for run in [r for r in self.tips if r.pending and r.after is not None]:
+            placement = self.pool.allocate(*shape_of(run))
+            if placement is None:
                 continue
-            self.pool.release(probe)
+            held.append(placement)
             self.chained.discard(run)
             self.executor.cancel(run.handle)
+        for placement in held:
+            self.pool.release(placement)
 
     def pass_placement(self, run: RunState) -> bool:
         """At the end of ``run``'s step: whether its successor took its placement over."""
@@ -178,6 +201,19 @@ class Chains:
             return False
         successor.after = None
         return True
+
+
+def _time_left(tip: RunState) -> float | None:
+    """Seconds from now by which the chain ending at ``tip`` has ended at the latest (its steps'
+    timeouts; the running one's counted from its start), None without a bound."""
+    total, run = 0.0, tip
+    while run is not None:
+        if not run.current.timeout:
+            return None
+        if not run.pending:
+            return total + max(0.0, run.current.timeout * 60 - (time.time() - run.attempt_started))
+        total, run = total + run.current.timeout * 60, run.after
+    return total
 
 
 def _waiting_in_chain(tip: RunState) -> int:

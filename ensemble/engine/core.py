@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable
 
-from ensemble.engine.chain import Chains
+from ensemble.engine.chain import LINGER_S, Chains
 from ensemble.engine.exits import Exits
 from ensemble.engine.lifecycle import Lifecycle
 from ensemble.engine.prefetch import Prefetcher
@@ -67,6 +67,8 @@ class Engine(Chains, Exits, Lifecycle):
         if more_starts is not None:
             wake = min(wake, more_starts)
         self.executor.flush()
+        if self.lingering():
+            time.sleep(LINGER_S)
         events = self.reactor.wait(wake)
         for source, run, fd in events:
             if source is Source.STEP:

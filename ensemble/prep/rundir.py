@@ -32,9 +32,9 @@ class RunDirPreparer:
 
     def prepare(self, run_id: int, run_dir: str, sample: Mapping[str, Any], exists: bool = False) -> None:
         """Create ``run_dir`` (unless it ``exists``) and fill it with copies, symlinks and parsed files."""
-        target = Path(run_dir)
         if not exists:
-            os.makedirs(run_dir, exist_ok=True)
+            _make_dir(run_dir)
+        target = Path(run_dir)
         for src in self.config.run_copy:
             dest = target / os.path.basename(src)
             if os.path.isdir(src):
@@ -59,6 +59,17 @@ class RunDirPreparer:
         self.template(script).render_to(dest, self.values(run_id, run_dir, sample, launch))
         dest.chmod(dest.stat().st_mode | 0o700)
         return str(dest)
+
+
+def _make_dir(path: str) -> None:
+    """``os.makedirs(path, exist_ok=True)``, in one system call when the parent exists (the usual case)."""
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
 
 
 def step_cwd(run_dir: str, cwd: str) -> str:

@@ -28,7 +28,8 @@ def read_result_file(run_dir: str, name: str | None) -> str | None:
     if name is None:
         return None
     try:
-        with open(os.path.join(run_dir, name), "rb") as stream:
+        fd = os.open(os.path.join(run_dir, name), os.O_RDONLY | os.O_CLOEXEC)  # the usual miss costs no file object
+        with open(fd, "rb") as stream:
             data = stream.read(MAX_RESULT_BYTES + 1)
     except FileNotFoundError:
         return None
