@@ -2,7 +2,7 @@
 
 For N runs of ``/bin/true`` on the disk (a temp dir under ``--dir``, default the current
 directory) and on ``/dev/shm``, each figure the median of ``--repeat`` repetitions, each in a
-fresh process:
+fresh process, the measurements taken in turn (one of each per round):
 
 * **ensemble**: ``execute_local(blocking=True)`` (create excluded), as ``benchmarks/throughput.py``
   measures it: default options, so the ``split`` log layout and one run directory per run, steps
@@ -28,7 +28,7 @@ ensemble / xargs (per run), the end-to-end ensemble / floor, and ensemble / ense
 spawner (per run) for the disk and for /dev/shm.
 Nothing here fails on time.
 
-    python benchmarks/limit.py [--runs 2000] [--repeat 3] [--dir DIR]
+    python benchmarks/limit.py [--runs 2000] [--repeat 5] [--dir DIR]
 """
 from __future__ import annotations
 
@@ -151,25 +151,27 @@ def compile_c(where: Path) -> Path | None:
     return binary
 
 
-def median_rate(repeat: int, measure, *args) -> float:
-    return statistics.median(measure(*args)["rate"] for _ in range(repeat))
-
-
-def ensemble_rates(repeat: int, n: int, base: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Medians of the per-run and the end-to-end rate of ``repeat`` executions."""
-    results = [ensemble_rate(n, base, "split", True, env) for _ in range(repeat)]
-    return (statistics.median(n / r["steps_s"] for r in results), statistics.median(r["rate"] for r in results))
-
-
 def measure_fs(label: str, base: Path, n: int, repeat: int, c_loop: Path | None) -> dict[str, Any]:
+    """Each figure the median of ``repeat`` measurements, taken in turn (one of each per round),
+    so that a machine that speeds up or slows down meanwhile weighs on all of them alike."""
     p = cores()
     py = [sys.executable, str(Path(__file__).resolve()), "--loop", str(n), str(p)]
-    ensemble, end_to_end = ensemble_rates(repeat, n, base)
-    row = {"fs": f"{label} ({fs_type(base)})", "ensemble": ensemble, "end_to_end": end_to_end,
-           "no_spawner": ensemble_rates(repeat, n, base, {"ENSEMBLE_SPAWNER": "0"})[0],
-           "floor_python": median_rate(repeat, loop_rate, n, base, py),
-           "floor_c": median_rate(repeat, loop_rate, n, base, [str(c_loop), str(n), str(p)]) if c_loop else None,
-           "xargs": median_rate(repeat, xargs_rate, n, ["/bin/true"])}
+    measures = {
+        "ensemble": lambda: ensemble_rate(n, base),
+        "no_spawner": lambda: ensemble_rate(n, base, "split", True, {"ENSEMBLE_SPAWNER": "0"}),
+        "floor_python": lambda: loop_rate(n, base, py),
+        **({"floor_c": lambda: loop_rate(n, base, [str(c_loop), str(n), str(p)])} if c_loop else {}),
+        "xargs": lambda: xargs_rate(n, ["/bin/true"]),
+    }
+    got: dict[str, list[dict[str, Any]]] = {name: [] for name in measures}
+    for _ in range(repeat):
+        for name, measure in measures.items():
+            got[name].append(measure())
+    row = {"fs": f"{label} ({fs_type(base)})", "floor_c": None,
+           **{name: statistics.median(r["rate"] for r in results) for name, results in got.items()}}
+    row["end_to_end"] = row["ensemble"]
+    for name in ("ensemble", "no_spawner"):
+        row[name] = statistics.median(n / r["steps_s"] for r in got[name])
     row["floor"] = max(r for r in (row["floor_python"], row["floor_c"]) if r)
     row["ensemble_over_floor"] = row["ensemble"] / row["floor"]
     row["ensemble_over_xargs"] = row["ensemble"] / row["xargs"]
@@ -181,7 +183,7 @@ def measure_fs(label: str, base: Path, n: int, repeat: int, c_loop: Path | None)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=Path.cwd(), help="where the disk measurements go (default: .)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
     parser.add_argument("--loop", nargs=2, type=int, help=argparse.SUPPRESS)
