@@ -181,7 +181,7 @@ class Chains:
         if not self.chained or not self.pool.any_free():
             return
         held = []
-        for run in [r for r in self.tips if r.pending and r.after is not None]:
+        for run in [r for r in self.tips if r in self.chained and r.after is not None]:
             placement = self.pool.allocate(*shape_of(run))
             if placement is None:
                 continue
