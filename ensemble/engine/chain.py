@@ -56,6 +56,8 @@ class Chains:
             return []
         ends: dict[tuple[int, int, int], deque[tuple[RunState, int, float | None]]] = {}
         for tip in self.tips:
+            if tip.kill_reason is not None or tip in self.taking_back:
+                continue
             depth = _waiting_in_chain(tip)
             if depth < CHAIN_DEPTH:
                 ends.setdefault(shape_of(tip), deque()).append((tip, depth, _time_left(tip)))
@@ -83,7 +85,7 @@ class Chains:
 
     def lingering(self) -> bool:
         """Whether every chain has a start waiting (no core can fall idle soon)."""
-        return bool(self.chained) and all(tip.pending for tip in self.tips)
+        return bool(self.chained) and bool(self.tips) and all(tip.pending for tip in self.tips)
 
     def note_step_time(self, seconds: float) -> None:
         """An attempt ended after ``seconds``: update the moving average chains are judged by."""
@@ -105,7 +107,7 @@ class Chains:
 
     def spawn_chained(self, run: RunState, launch: Launch | Exception, attempt_id: int, tip: RunState) -> None:
         """Hand the start of ``run`` after ``tip`` to the executor (the placement is the tip's until it ends)."""
-        run.attempt_id = attempt_id
+        run.attempt_id, run.pending = attempt_id, False
         if tip.handle is None:  # chained in this turn behind a run whose start failed
             self.take_back(run)
             return
@@ -127,6 +129,7 @@ class Chains:
         """A successor started: record when and as what, count its timeout from now."""
         run.pending = False
         self.chained.discard(run)
+        self.taking_back.discard(run)
         run.attempt_started = time.time()
         self.recorder.batch.chained_start(run.attempt_id, pid, run.attempt_started)
         self.arm_timeout(run)
@@ -138,6 +141,7 @@ class Chains:
         by the executor), or is given back."""
         self.tips.discard(run)
         self.chained.discard(run)
+        self.taking_back.discard(run)
         handle, run.handle, run.pending = run.handle, None, False
         self.channel_runs.pop(handle, None)
         for timer in run.timers:
@@ -145,9 +149,10 @@ class Chains:
         run.timers.clear()
         tip, run.after = run.after, None
         if tip is not None:
-            tip.successor = None
-            if tip.handle is not None and self.chainable_tip(tip):
-                self.tips.add(tip)
+            if tip.successor is run:
+                tip.successor = None
+                if tip.handle is not None and self.chainable_tip(tip):
+                    self.tips.add(tip)
         elif run.successor is not None:
             run.successor.after = None
         else:
@@ -180,13 +185,16 @@ class Chains:
         them): take as many such runs back, so they start there instead of waiting."""
         if not self.chained or not self.pool.any_free():
             return
-        held = []
+        # Placements that runs already being taken back will start on are not free for others.
+        held = [p for p in (self.pool.allocate(*shape_of(r)) for r in self.taking_back) if p is not None]
         for run in [r for r in self.tips if r in self.chained and r.after is not None]:
             placement = self.pool.allocate(*shape_of(run))
             if placement is None:
                 continue
             held.append(placement)
             self.chained.discard(run)
+            self.tips.discard(run)
+            self.taking_back.add(run)
             self.executor.cancel(run.handle)
         for placement in held:
             self.pool.release(placement)
@@ -195,6 +203,7 @@ class Chains:
         """At the end of ``run``'s step: whether its successor took its placement over."""
         self.tips.discard(run)
         self.chained.discard(run)
+        self.taking_back.discard(run)
         run.pending = False
         successor, run.successor = run.successor, None
         if successor is None:

@@ -100,7 +100,7 @@ class Engine(Chains, Exits, Lifecycle):
     def _leave(self, run: RunState) -> None:
         """Forget a run another manager claimed first (nothing of it was started here)."""
         self.queue.discard(run)
-        if run.placement is not None:
+        if run.placement is not None and not run.pending:
             self.pool.release(run.placement)
             run.placement = None
         self.forget(run)
@@ -124,6 +124,8 @@ class Engine(Chains, Exits, Lifecycle):
             return
         starts = [self._build(run, placement) for run, placement in self.to_start]
         chained = [(self._build(run, tip.placement, chained=True), tip) for run, tip in chains]
+        for run, _ in chains:
+            run.pending = True  # its placement is the tip's: a lost claim must not give it back
         self.to_start.clear()
         self._flush()
         for run, launch, pending in starts:

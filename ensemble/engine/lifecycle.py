@@ -74,6 +74,8 @@ class Lifecycle(Adoption, Steering, Ledger, Drain):
         self.tips: set[RunState] = set()
         #: Chained runs not started yet (and not being cancelled).
         self.chained: set[RunState] = set()
+        #: Chained runs being taken back to start on a free placement (their cancel is on its way).
+        self.taking_back: set[RunState] = set()
         #: Moving average of how long attempts took (seconds), None before the first end.
         self.recent_step_s: float | None = None
         self.deferred: list[Callable[[], object]] = []

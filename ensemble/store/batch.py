@@ -42,7 +42,7 @@ class WriteBatch:
 
     def only_pids(self) -> bool:
         """Whether nothing but pids and job ids of started attempts waits (they may wait for the next flush)."""
-        return not any(rows for sql, rows in self.ops.items() if sql not in (self.PID, self.JOB, self.STARTED))
+        return not any(rows for sql, rows in self.ops.items() if sql not in (self.PID, self.JOB))
 
     def set_job(self, attempt_id: int, job: str) -> None:
         """The resource manager's id of a started attempt (a Flux job id)."""
