@@ -78,6 +78,26 @@ def test_every_option_and_argument_has_help():
     assert missing == []
 
 
+def _commands(parser):
+    (sub,) = [a for a in parser._actions if a.dest == "command"]  # noqa: SLF001 - argparse keeps them here
+    return {name: [(a.dest, a.option_strings, a.default, a.nargs, a.help) for a in command._actions]  # noqa: SLF001
+            for name, command in sub.choices.items()}
+
+
+def test_a_command_named_in_the_arguments_gets_the_same_parser_as_in_the_full_one():
+    from ensemble.cli import COMMANDS, build_parser
+
+    full = _commands(build_parser())
+    assert list(full) == list(COMMANDS)
+    for name in COMMANDS:
+        for argv in ([name, "--json"], ["--setup-dir", "s", name], ["--setup-dir=s", name, "1"]):
+            built = _commands(build_parser(argv))
+            assert name in built and built[name] == full[name], argv
+            assert len(built) < len(full)
+    for argv in ([], ["--help"], ["--version"], ["bogus"], ["--setup-dir", "create"], ["-h", "create"]):
+        assert list(_commands(build_parser(argv))) == list(COMMANDS), argv
+
+
 @pytest.mark.parametrize("argv, message", [
     (["execute", "--max-concurrency", "0"], "ensemble: error: --max-concurrency: must be > 0, got 0"),
     (["execute", "--kill-grace", "-1"], "ensemble: error: --kill-grace: expected seconds >= 0, got -1.0"),

@@ -14,7 +14,7 @@ PACKAGE = Path(ensemble.__file__).parent
 
 #: Lowest first.  Packages on one line are one layer: they may import one another.
 LAYERS = [
-    ["errors", "status"],
+    ["errors", "status", "lazy"],
     ["spec"],
     ["store", "params"],
     ["prep"],
@@ -27,7 +27,7 @@ LAYERS = [
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 #: The top level: the facade and a handful of basics.
-TOP_LEVEL_MODULES = {"__init__", "__main__", "errors", "status", "manager", "runtime"}
+TOP_LEVEL_MODULES = {"__init__", "__main__", "errors", "status", "lazy", "manager", "runtime"}
 
 
 def _layer(module: str) -> str | None:

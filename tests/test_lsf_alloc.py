@@ -5,8 +5,9 @@ import pytest
 
 from ensemble.errors import EnsembleError, SpecError, SpecTypeError
 from ensemble.providers import LsfProvider
-from ensemble.providers.lsf import in_lsf_job, parse_mcpu_hosts
+from ensemble.providers.lsf import parse_mcpu_hosts
 from ensemble.providers.resources import Node
+from ensemble.providers.where import in_lsf_job
 
 CORAL = {"LSB_JOBID": "4242", "LSB_MCPU_HOSTS": "batch1 1 lassen12 40 lassen13 40"}
 

@@ -52,3 +52,33 @@ def test_info_json_from_the_command_line(edir):
     assert data["setup_dir"] == str(edir / "setup") and data["runs"]["total"] == 1
     assert data["options"]["result_file"] == "ensemble_result.json"
     assert data["provenance"]["cwd"] == str(edir)
+
+
+def test_package_versions_are_those_importlib_metadata_reports():
+    import importlib.metadata
+
+    from ensemble.setup import provenance
+
+    expected = {}
+    for name in provenance.PACKAGES:
+        try:
+            expected[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    assert provenance._versions() == expected
+    assert "ensemble" in expected and "pandas" in expected
+
+
+def test_package_versions_come_from_the_first_entry_on_the_path_and_legacy_egg_info(tmp_path, monkeypatch):
+    from ensemble.setup import provenance
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    (first / "Fake_Pkg-2.0.1.dist-info").mkdir(parents=True)
+    (second / "fake_pkg-1.0.dist-info").mkdir(parents=True)
+    legacy = second / "old.pkg.egg-info"
+    legacy.mkdir()
+    (legacy / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: old.pkg\nVersion: 0.9.4\n")
+    (second / "absent_pkg.egg-info").mkdir()  # no metadata, so no version: left out
+    monkeypatch.setattr(provenance, "PACKAGES", ("fake-pkg", "old-pkg", "absent-pkg", "not-installed"))
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "missing"), str(first), str(second)])
+    assert provenance._versions() == {"fake-pkg": "2.0.1", "old-pkg": "0.9.4"}

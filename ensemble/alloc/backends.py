@@ -21,20 +21,16 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ensemble.alloc.routing import RoutedExecutor, RoutedLauncher
 from ensemble.errors import SpecError
-from ensemble.executors import Executor, SpawnerExecutor, SrunExecutor, WorkerExecutor
-from ensemble.flux.executor import FluxExecutor
-from ensemble.flux.instance import FluxProvider, in_flux_instance
-from ensemble.launchers import JsrunLauncher, Launcher, LocalLauncher, LrunLauncher, MpirunLauncher, SrunLauncher
-from ensemble.launchers.flux import FluxLauncher
-from ensemble.launchers.srun import srun_mpi_plugins
-from ensemble.providers import LocalProvider, LsfProvider, Provider, SlurmProvider
-from ensemble.providers.lsf import in_lsf_job
-from ensemble.providers.slurm import in_slurm_job
+from ensemble.providers.where import in_flux_instance, in_lsf_job, in_slurm_job
 from ensemble.spec.options import LAUNCHER_CHOICES, check_mpi_name
+
+if TYPE_CHECKING:
+    from ensemble.executors import Executor
+    from ensemble.launchers import Launcher
+    from ensemble.providers import Provider
 
 #: The LSF launchers, in the order ``auto`` prefers them.
 LSF_LAUNCHERS = ("lrun", "jsrun")
@@ -106,6 +102,8 @@ def check_mpi(mpi: Any, launcher: str, env: Mapping[str, str] = os.environ) -> s
     mpi, source = check_mpi_name(mpi, env)
     if mpi is None or launcher not in ("srun", "worker"):
         return None
+    from ensemble.launchers.srun import srun_mpi_plugins
+
     offered = srun_mpi_plugins()
     if offered and mpi not in offered:
         raise SpecError(f"{source}: srun offers --mpi={', '.join(sorted(offered))}, not {mpi!r}")
@@ -113,31 +111,71 @@ def check_mpi(mpi: Any, launcher: str, env: Mapping[str, str] = os.environ) -> s
 
 
 def choose_backend(launcher: str, mpi: str | None, cores: int | None, gpus: Any) -> Backend:
-    """The backend for a resolved launcher name (see :func:`resolve_launcher`)."""
+    """The backend for a resolved launcher name (see :func:`resolve_launcher`).  Only the chosen
+    provider, launcher and executor are imported."""
     if launcher == "flux":
-        if isinstance(gpus, list):
-            raise SpecError(f"gpus: device ids {gpus!r} name this machine's GPUs; inside a Flux instance its "
-                            "resource set gives them (pass a count per node to use fewer)")
-        return Backend(FluxProvider(cores, gpus), FluxLauncher(), FluxExecutor)
-    slurm = in_slurm_job()
-    if launcher == "local" or not slurm and launcher == "mpirun":
+        return _flux_backend(cores, gpus)
+    if launcher in LSF_LAUNCHERS:
+        return _lsf_backend(launcher, cores, gpus)
+    from ensemble.executors import SpawnerExecutor
+    from ensemble.providers import LocalProvider
+
+    if launcher == "local" or launcher == "mpirun" and not in_slurm_job():
         provider: Provider = LocalProvider(cores, gpus)
-    elif launcher in LSF_LAUNCHERS:
-        if isinstance(gpus, list):
-            raise SpecError(f"gpus: device ids {gpus!r} name this machine's GPUs; inside an LSF job pass the "
-                            "GPU count of each host")
-        launch = JsrunLauncher() if launcher == "jsrun" else LrunLauncher()
-        return Backend(LsfProvider(cores, gpus), launch, SpawnerExecutor)
-    elif isinstance(gpus, list):
-        raise SpecError(f"gpus: device ids {gpus!r} name this machine's GPUs; inside a Slurm job the job's "
-                        "GRES gives them (pass a count per node to use fewer)")
     else:
-        provider = SlurmProvider(cores, gpus)
+        provider = _slurm_provider(cores, gpus)
     if launcher == "srun":
+        from ensemble.executors import SrunExecutor
+        from ensemble.launchers import SrunLauncher
+
         return Backend(provider, SrunLauncher(mpi), SrunExecutor)
     if launcher == "mpirun":
+        from ensemble.launchers import MpirunLauncher
+
         return Backend(provider, MpirunLauncher(mpirun_program()), SpawnerExecutor)
     if launcher == "worker":
-        return Backend(provider, RoutedLauncher(SrunLauncher(mpi)),
-                       lambda: RoutedExecutor(SrunExecutor(), WorkerExecutor(provider.nodes())))
+        return _worker_backend(provider, mpi)
+    from ensemble.launchers import LocalLauncher
+
     return Backend(provider, LocalLauncher(), SpawnerExecutor)
+
+
+def _flux_backend(cores: int | None, gpus: Any) -> Backend:
+    if isinstance(gpus, list):
+        raise SpecError(f"gpus: device ids {gpus!r} name this machine's GPUs; inside a Flux instance its "
+                        "resource set gives them (pass a count per node to use fewer)")
+    from ensemble.flux.executor import FluxExecutor
+    from ensemble.flux.instance import FluxProvider
+    from ensemble.launchers import FluxLauncher
+
+    return Backend(FluxProvider(cores, gpus), FluxLauncher(), FluxExecutor)
+
+
+def _lsf_backend(launcher: str, cores: int | None, gpus: Any) -> Backend:
+    if isinstance(gpus, list):
+        raise SpecError(f"gpus: device ids {gpus!r} name this machine's GPUs; inside an LSF job pass the "
+                        "GPU count of each host")
+    from ensemble.executors import SpawnerExecutor
+    from ensemble.launchers import JsrunLauncher, LrunLauncher
+    from ensemble.providers import LsfProvider
+
+    launch = JsrunLauncher() if launcher == "jsrun" else LrunLauncher()
+    return Backend(LsfProvider(cores, gpus), launch, SpawnerExecutor)
+
+
+def _slurm_provider(cores: int | None, gpus: Any) -> Provider:
+    if isinstance(gpus, list):
+        raise SpecError(f"gpus: device ids {gpus!r} name this machine's GPUs; inside a Slurm job the job's "
+                        "GRES gives them (pass a count per node to use fewer)")
+    from ensemble.providers import SlurmProvider
+
+    return SlurmProvider(cores, gpus)
+
+
+def _worker_backend(provider: Provider, mpi: str | None) -> Backend:
+    from ensemble.alloc.routing import RoutedExecutor, RoutedLauncher
+    from ensemble.executors import SrunExecutor, WorkerExecutor
+    from ensemble.launchers import SrunLauncher
+
+    return Backend(provider, RoutedLauncher(SrunLauncher(mpi)),
+                   lambda: RoutedExecutor(SrunExecutor(), WorkerExecutor(provider.nodes())))

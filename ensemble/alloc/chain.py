@@ -28,7 +28,6 @@ from typing import Any
 from ensemble.engine import EXIT_WORK_LEFT
 from ensemble.errors import EnsembleError, SpecError
 from ensemble.flux.batch import flux_start_line, render_flux_script, submit_flux
-from ensemble.flux.instance import in_flux_instance
 from ensemble.providers.bsub import render_lsf_script, submit_lsf
 from ensemble.providers.sbatch import (
     AllocRequest,
@@ -40,6 +39,7 @@ from ensemble.providers.sbatch import (
     scancel,
     write_script,
 )
+from ensemble.providers.where import in_flux_instance
 from ensemble.setup import allocations
 from ensemble.setup.handle import EnsembleHandle
 from ensemble.status import RunStatus

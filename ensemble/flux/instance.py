@@ -19,16 +19,9 @@ from ensemble.errors import EnsembleError
 from ensemble.flux.bindings import import_flux
 from ensemble.providers.base import Provider
 from ensemble.providers.resources import Node
-from ensemble.providers.slurm import SlurmProvider, in_slurm_job
+from ensemble.providers.slurm import SlurmProvider
+from ensemble.providers.where import FLUX_URI, in_slurm_job
 from ensemble.spec.arguments import count_arg
-
-#: The variable that says this process runs inside a Flux instance (and which one).
-FLUX_URI = "FLUX_URI"
-
-
-def in_flux_instance(env: Mapping[str, str] = os.environ) -> bool:
-    """Whether this process runs inside a Flux instance (``FLUX_URI`` is set)."""
-    return bool(env.get(FLUX_URI))
 
 
 def nodes_of_r(flux: ModuleType, r: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], tuple[str, ...]]]:

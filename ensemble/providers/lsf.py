@@ -19,11 +19,6 @@ from ensemble.providers.resources import Node
 from ensemble.spec.arguments import count_arg
 
 
-def in_lsf_job(env: Mapping[str, str] = os.environ) -> bool:
-    """Whether this process runs inside an LSF job (``LSB_JOBID`` is set)."""
-    return bool(env.get("LSB_JOBID"))
-
-
 def parse_mcpu_hosts(value: str) -> list[tuple[str, int]]:
     """``LSB_MCPU_HOSTS`` as (host, CPUs) pairs, the launch node left out when compute hosts follow."""
     words = value.split()

@@ -27,11 +27,6 @@ _GPU_IDX = re.compile(r"(?:^|,)gpu(?::[^:(,]+)?:\d+\(IDX:([^)]*)\)")
 log = logging.getLogger(__name__)
 
 
-def in_slurm_job(env: Mapping[str, str] = os.environ) -> bool:
-    """Whether this process runs inside a Slurm job (``SLURM_JOB_ID`` is set)."""
-    return bool(env.get("SLURM_JOB_ID"))
-
-
 def job_spec(env: Mapping[str, str] = os.environ) -> str | None:
     """How Slurm's clients name this process's job: ``<array>_<task>`` for a task of a job array
     (the array's last task carries the array's own id, under which every task is listed)."""
