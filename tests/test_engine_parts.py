@@ -188,6 +188,28 @@ def test_writes_to_a_run_claimed_by_another_manager_are_ignored(store):
     assert row["status"] is RunStatus.QUEUED and row["claimed_by"] == other.manager
 
 
+def test_claims_of_one_flush_lose_exactly_the_runs_held_elsewhere_or_completed(tmp_path):
+    ens = Ensemble.create(runs=[CompositeRun({"x": i}, [Step(["true"], batch_script=False)]) for i in range(2000)],
+                          setup_dir=str(tmp_path / "s"))
+    ens.close()
+    store = Store.open(tmp_path / "s")
+    mine, other = Recorder(store, lease_for(store)), Recorder(store, lease_for(store))
+    for run_id in (5, 7, 950, 1999):
+        other.claim(run_id)
+    other.flush()
+    other.batch.complete(7, RunStatus.SUCCESS, 1, 0, None, None)  # completed: no longer claimed, not queued
+    other.flush()
+    for run_id in range(1, 2001):  # more ids than one statement binds
+        mine.claim(run_id)
+    assert mine.flush() == {5, 7, 950, 1999}
+    holders = dict(store.conn.execute("SELECT id, claimed_by FROM runs").fetchall())
+    assert [i for i, m in holders.items() if m == other.manager] == [5, 950, 1999]
+    assert holders[7] is None and sum(m == mine.manager for m in holders.values()) == 1996
+    mine.claim(3)  # already held by this manager: not lost
+    assert mine.flush() == set()
+    store.close()
+
+
 def test_claim_next_gives_disjoint_batches(store):
     a, b = Recorder(store, lease_for(store)), Recorder(store, lease_for(store))
     first, second = a.claim_next(2, set()), b.claim_next(2, set())

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from engine_helpers import DEADLINE, attempts_by_run, create, is_gone, run, sh, statuses, wait_file, wait_for
 from worker_helpers import WORKER
 
@@ -36,6 +37,19 @@ def test_lines_split_a_stream_into_messages_across_reads():
 
 def test_lines_skip_what_is_not_a_message():
     assert Lines().feed(b"hello\n[1]\n{\"x\": 1}\n\n" + encode({"op": "ready"})) == [{"op": "ready"}]
+
+
+@pytest.mark.parametrize("garbage", [
+    b'{"op": "a"},{"op": "b"}',  # two objects on one line
+    b'{"op": "a", "x": [1',  # one object over two lines, with the next line's start
+    b'{"op": 1}',  # op is not a string
+    b'{"x": 1}',
+])
+def test_lines_read_at_once_keep_only_one_message_per_line(garbage):
+    tail = b'2]}' if garbage.endswith(b"[1") else b'{"op": "c"}'
+    messages = Lines().feed(encode({"op": "first"}) + garbage + b"\n" + tail + b"\n" + encode({"op": "last"}))
+    expected = [{"op": "first"}, *([{"op": "c"}] if tail == b'{"op": "c"}' else []), {"op": "last"}]
+    assert messages == expected
 
 
 def test_a_message_is_one_json_line():

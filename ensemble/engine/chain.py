@@ -30,10 +30,10 @@ from ensemble.engine.runstate import Phase, RunState
 from ensemble.executors import Launch
 
 #: Most chained starts waiting behind one running step.
-CHAIN_DEPTH = 4
+CHAIN_DEPTH = 8
 #: With a start waiting in every chain the manager lets this long pass before its next turn, so
 #: one turn (and one commit) handles the ends and starts of several steps.
-LINGER_S = 0.001
+LINGER_S = 0.002
 #: Chains are made only while the steps that ended lately took less than this many seconds (a
 #: moving average over about the last :data:`CHAIN_MEMORY` ends): behind longer steps a chained
 #: start gains next to nothing, and its run would wait claimed (shown running) the whole time.

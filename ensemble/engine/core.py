@@ -324,6 +324,7 @@ class Engine(Chains, Exits, Lifecycle):
             self.complete(run, RunStatus.FAILURE, str(exc))
             return
         if "post_run" in self.hook_names:
+            self.recorder.batch.progress(run.id, run.step, run.restarts)
             self._call_run_hook(run, Phase.POST)
         else:
             self.complete(run, RunStatus.SUCCESS, None, run.result_json)

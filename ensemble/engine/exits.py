@@ -125,10 +125,11 @@ class Exits:
         if action in (Action.FAIL, Action.ABORT):
             self.complete(run, RunStatus.FAILURE if action is Action.FAIL else RunStatus.ABORTED, decision.message)
             return
-        self.recorder.batch.progress(run.id, run.step, run.restarts)
         if action is Action.FINISH:
-            self._post_run(run)
-        elif action is Action.RETRY:
+            self._post_run(run)  # completes the run (its row gets the step and restarts too) or calls post_run
+            return
+        self.recorder.batch.progress(run.id, run.step, run.restarts)
+        if action is Action.RETRY:
             self.recorder.batch.event(run.id, "restart", {"restarts": run.restarts, "why": decision.message})
             if decision.delay:
                 run.phase = Phase.WAITING

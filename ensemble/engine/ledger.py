@@ -1,6 +1,7 @@
 """The ledger: which runs this manager holds in memory, and their claims in the database."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from ensemble.engine.runqueue import FETCH_BATCH
 from ensemble.engine.runstate import RunState
 from ensemble.spec import Step
 from ensemble.status import RunStatus
+from ensemble.store.runs import STEPSET_CACHE
 
 
 class Ledger:
@@ -41,9 +43,19 @@ class Ledger:
     def load_runs(self, ids: list[int]) -> list[RunState]:
         """Fresh in-memory states of runs from the database (with their attempt counts)."""
         counts = self.store.attempt_counts(ids)
-        return [RunState(row["id"], row["sample"], [Step.from_dict(s) for s in row["steps"]], row["run_dir"],
-                         row["step"], row["restarts"], counts.get(row["id"], 0), prepared=row["step"] > 0)
-                for row in self.store.runs(ids)]
+        return [RunState(run_id, sample, self._steps(stepset, steps), run_dir, step, restarts, counts.get(run_id, 0),
+                         prepared=step > 0)
+                for run_id, sample, stepset, steps, run_dir, step, restarts in self.store.runs_to_execute(ids)]
+
+    def _steps(self, stepset: int, steps_json: str) -> list[Step]:
+        """The steps of a stepset, decoded once and shared by its runs (steps are frozen; nothing
+        changes a run's list)."""
+        steps = self.stepsets.get(stepset)
+        if steps is None:
+            if len(self.stepsets) >= STEPSET_CACHE:  # runs with steps of their own: keep memory bounded
+                self.stepsets.clear()
+            steps = self.stepsets[stepset] = [Step.from_dict(s) for s in json.loads(steps_json)]
+        return steps
 
     def room(self) -> int | None:
         """How many more runs may start under ``max_concurrency`` (None: no limit).  Claimed runs

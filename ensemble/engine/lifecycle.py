@@ -33,6 +33,7 @@ from ensemble.prep.rundir import RunDirPreparer
 from ensemble.providers import Provider
 from ensemble.providers.resources import Pool
 from ensemble.setup import control
+from ensemble.spec import Step
 from ensemble.spec.config import EnsembleConfig
 from ensemble.status import RunStatus
 from ensemble.store import Store
@@ -65,6 +66,7 @@ class Lifecycle(Adoption, Steering, Ledger, Drain):
         self.provider, self.launcher, self.options = provider, launcher, options
         self.make_executor, self.on_ready, self.early_signal = executor, on_ready, early_signal
         self.runs: dict[int, RunState] = {}
+        self.stepsets: dict[int, list[Step]] = {}
         #: Runs of started attempts whose ends arrive over a channel (:meth:`Executor.channels`).
         self.channel_runs: dict[Any, RunState] = {}
         #: Runs (of a shared ensemble) that can never fit here: left for a larger manager.

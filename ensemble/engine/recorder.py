@@ -74,7 +74,7 @@ class Recorder:
         with self.guard():
             with self.store.transaction():
                 self.fence()
-                lost = {run_id for run_id in self.claims if not self.store.claim(self.manager, run_id)}
+                lost = self.store.claim_all(self.manager, self.claims) if self.claims else set()
                 self.store.apply(self.batch)
                 for start in self.starts:
                     if start.run_id not in lost:

@@ -32,9 +32,13 @@ READ_SIZE = 1 << 16
 log = logging.getLogger("ensemble.executors")
 
 
+#: One encoder for every line (``json.dumps`` with options builds a new one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode(message: dict[str, Any]) -> bytes:
     """One protocol line."""
-    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+    return _ENCODER.encode(message).encode() + b"\n"
 
 
 def start_request(key: int, launch: Launch) -> dict[str, Any]:
@@ -51,14 +55,29 @@ class Lines:
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         *complete, self.partial = (self.partial + data).split(b"\n")
-        messages = []
-        for line in complete:
+        if complete and all(line[:1] == b"{" and line[-1:] == b"}" for line in complete):
+            # Every line at once, as one JSON array (a third of the time of a parse per line);
+            # kept only if it is one message per line, else each line is judged on its own.
             try:
-                message = json.loads(line)
+                parsed = json.loads(b"[" + b",".join(complete) + b"]")
             except ValueError:
-                message = None
-            if isinstance(message, dict) and isinstance(message.get("op"), str):
-                messages.append(message)
-            elif line.strip():
-                log.warning("worker protocol: skipped a line that is not a message: %r", line[:200])
-        return messages
+                parsed = None
+            if parsed is not None and len(parsed) == len(complete) and all(_is_message(m) for m in parsed):
+                return parsed
+        return [m for m in map(self._one, complete) if m is not None]
+
+    @staticmethod
+    def _one(line: bytes) -> dict[str, Any] | None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if _is_message(message):
+            return message
+        if line.strip():
+            log.warning("worker protocol: skipped a line that is not a message: %r", line[:200])
+        return None
+
+
+def _is_message(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("op"), str)

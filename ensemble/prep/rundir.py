@@ -34,6 +34,8 @@ class RunDirPreparer:
         """Create ``run_dir`` (unless it ``exists``) and fill it with copies, symlinks and parsed files."""
         if not exists:
             _make_dir(run_dir)
+        if not (self.config.run_copy or self.config.run_symlink or self.config.run_parse):
+            return
         target = Path(run_dir)
         for src in self.config.run_copy:
             dest = target / os.path.basename(src)

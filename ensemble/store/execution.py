@@ -79,10 +79,19 @@ class ExecutionQueries:
         rows = self._rows_for_ids("SELECT id, status FROM runs WHERE id IN ({marks})", run_ids)
         return {run_id: RunStatus(status) for run_id, status in rows}
 
-    def claim(self, manager: str, run_id: int) -> bool:
-        """Take one queued, unclaimed run (inside a transaction); return whether it was taken."""
-        return self.conn.execute("UPDATE runs SET claimed_by=? WHERE id=? AND status=0 AND claimed_by IS NULL",
-                                 (manager, run_id)).rowcount == 1
+    def claim_all(self, manager: str, run_ids: Sequence[int]) -> set[int]:
+        """Take queued, unclaimed runs (inside a transaction), one statement per 900; return
+        those not taken (claimed elsewhere, or no longer queued)."""
+        taken = 0
+        for i in range(0, len(run_ids), 900):
+            chunk = run_ids[i:i + 900]
+            taken += self.conn.execute(
+                f"UPDATE runs SET claimed_by=? WHERE id IN ({','.join('?' * len(chunk))}) AND status=0 "
+                "AND claimed_by IS NULL", (manager, *chunk)).rowcount
+        if taken == len(set(run_ids)):
+            return set()
+        holders = self._rows_for_ids("SELECT id, claimed_by FROM runs WHERE id IN ({marks})", run_ids)
+        return set(run_ids) - {run_id for run_id, holder in holders if holder == manager}
 
     def claim_next(self, manager: str, limit: int, exclude: Sequence[int] = (), run_range: RunRange = None) -> list[int]:
         """Take up to ``limit`` of the lowest queued, unclaimed runs not in ``exclude`` (and within
