@@ -25,7 +25,7 @@ from engine_helpers import (
 )
 from spawner_helpers import Spawner, needs_spawner
 
-from ensemble.engine.chain import CHAIN_DEPTH
+from ensemble.engine.chain import CHAIN_DEPTH, LINGER_MAX, LINGER_SHARE, Chains
 from ensemble.setup import control
 from ensemble.status import RunStatus
 
@@ -64,9 +64,13 @@ def test_a_chained_start_waits_for_its_predecessor_and_starts_when_it_exits_0(sp
     assert _silent(spawner), "nothing chained starts while its predecessor runs"
     assert not (tmp_path / "2.out").exists()
     gate.touch()
-    assert spawner.recv()["op"] == "exit"
-    assert [spawner.recv()["op"] for _ in range(4)] == ["started", "exit", "started", "exit"]
+    first = spawner.recv()
+    assert first["op"] == "exit"
+    messages = [spawner.recv() for _ in range(4)]
+    assert [m["op"] for m in messages] == ["started", "exit", "started", "exit"]
     assert (tmp_path / "2.out").read_text() == "2\n" and (tmp_path / "3.out").read_text() == "3\n"
+    # Each start says when it began: after the end it waited for, before its own end.
+    assert first["end"] <= messages[0]["start"] <= messages[1]["end"] <= messages[2]["start"] <= messages[3]["end"]
 
 
 def test_a_failed_predecessor_cancels_the_whole_chain_behind_it(spawner, tmp_path):
@@ -204,6 +208,7 @@ def test_chained_steps_keep_one_step_per_core(edir):
     assert statuses(ens) == {i: RunStatus.SUCCESS for i in range(1, 41)}
     attempts = ens.attempts()
     assert len(attempts) == 40 and all(a["attempt"] == 1 and a["pid"] and a["end"] for a in attempts)
+    assert all(a["start"] <= a["end"] for a in attempts), "a chained start is recorded as it began, not as seen"
     for a in attempts:
         for b in attempts:
             if a is not b and a["start"] < b["end"] and b["start"] < a["end"]:
@@ -259,3 +264,36 @@ def test_a_dequeued_chained_run_never_starts(edir):
     assert 7 not in attempts_by_run(ens)
     assert all(len(a) == 1 for a in attempts_by_run(ens).values())
     assert not (edir / ens.runs([7])[0]["run_dir"] / "seen").exists()
+
+
+# -- lingering ---------------------------------------------------------------------------------------
+class _Link:
+    """A run in a chain, as far as lingering looks at it."""
+
+    def __init__(self, pending: bool, after: _Link | None) -> None:
+        self.pending, self.after = pending, after
+
+
+def _waiting(count: int) -> _Link:
+    """The tip of a chain of ``count`` waiting starts behind a running step."""
+    run = _Link(False, None)
+    for _ in range(count):
+        run = _Link(True, run)
+    return run
+
+
+def _linger(tips: list[_Link], step_s: float | None) -> float:
+    engine = Chains()
+    engine.tips, engine.chained, engine.recent_step_s = set(tips), {tip for tip in tips if tip.pending}, step_s
+    return engine.linger_s()
+
+
+def test_the_manager_waits_for_a_share_of_what_the_shortest_chain_holds():
+    assert _linger([_waiting(3), _waiting(5)], 0.001) == pytest.approx(LINGER_SHARE * 3 * 0.001)
+    assert _linger([_waiting(16)], 10.0) == LINGER_MAX, "never longer than LINGER_MAX"
+
+
+def test_the_manager_does_not_wait_while_a_core_may_fall_idle():
+    assert _linger([_waiting(4), _waiting(0)], 0.001) == 0.0, "a chain with nothing waiting"
+    assert _linger([_waiting(4)], None) == 0.0, "no step has ended yet"
+    assert _linger([], 0.001) == 0.0

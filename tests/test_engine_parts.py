@@ -15,7 +15,7 @@ from ensemble.engine.reactor import Reactor
 from ensemble.engine.recorder import DiskFull, LeaseLost, PendingStart, Recorder
 from ensemble.engine.runqueue import RunQueue
 from ensemble.engine.runstate import BACKOFF_MAX, Action, KillReason, Outcome, RunState, after_step, outcome_of, retry_delay
-from ensemble.providers.resources import Node, Pool
+from ensemble.providers.resources import Node, Placement, Pool
 from ensemble.status import RunStatus
 from ensemble.store import Store
 from ensemble.store.lease import acquire
@@ -208,6 +208,31 @@ def test_claims_of_one_flush_lose_exactly_the_runs_held_elsewhere_or_completed(t
     mine.claim(3)  # already held by this manager: not lost
     assert mine.flush() == set()
     store.close()
+
+
+def test_the_starts_of_a_flush_are_recorded_in_order_with_their_own_commands_and_placements(store):
+    recorder = Recorder(store, lease_for(store))
+    pool = Pool((Node("n1", (0, 1)),))
+    first, second = pool.allocate(1, 1, 0), pool.allocate(1, 1, 0)
+    equal_to_first = Placement(first.shares)
+    starts = [PendingStart(1, 0, 1, 10.0, ["app", "1"], first), PendingStart(2, 0, 1, 11.0, ["app", "2"], second),
+              PendingStart(3, 0, 2, 12.0, ["app", "1"], equal_to_first, chained=True),
+              PendingStart(2, 0, 1, 13.0, ["other"], None)]
+    for run_id in (1, 2, 3):
+        recorder.claim(run_id)
+    for start in starts[:3]:
+        recorder.record_start(start)
+    recorder.flush()
+    recorder.record_start(starts[3])  # a later flush: its id follows the others
+    recorder.flush()
+    assert [s.attempt_id for s in starts] == [1, 2, 3, 4]
+    rows = {a["id"]: a for a in store.attempts()}
+    assert [(rows[s.attempt_id]["run_id"], rows[s.attempt_id]["attempt"], rows[s.attempt_id]["start"],
+             rows[s.attempt_id]["command"], rows[s.attempt_id]["placement"], rows[s.attempt_id]["outcome"])
+            for s in starts] == [
+        (1, 1, 10.0, ["app", "1"], first.to_list(), None), (2, 1, 11.0, ["app", "2"], second.to_list(), None),
+        (3, 2, 12.0, ["app", "1"], first.to_list(), "chained"), (2, 1, 13.0, ["other"], None, None)]
+    assert first.to_list() != second.to_list()
 
 
 def test_claim_next_gives_disjoint_batches(store):

@@ -30,10 +30,13 @@ from ensemble.engine.runstate import Phase, RunState
 from ensemble.executors import Launch
 
 #: Most chained starts waiting behind one running step.
-CHAIN_DEPTH = 8
-#: With a start waiting in every chain the manager lets this long pass before its next turn, so
-#: one turn (and one commit) handles the ends and starts of several steps.
-LINGER_S = 0.002
+CHAIN_DEPTH = 16
+#: With a start waiting in every chain the manager lets time pass before its next turn, so one
+#: turn (and one commit) handles the ends and starts of many steps: this share of the time the
+#: shortest chain's waiting starts will take (at the steps' recent duration), at most
+#: :data:`LINGER_MAX` seconds.
+LINGER_SHARE = 0.5
+LINGER_MAX = 0.02
 #: Chains are made only while the steps that ended lately took less than this many seconds (a
 #: moving average over about the last :data:`CHAIN_MEMORY` ends): behind longer steps a chained
 #: start gains next to nothing, and its run would wait claimed (shown running) the whole time.
@@ -83,9 +86,14 @@ class Chains:
                              else left + run.current.timeout * 60))
         return chains
 
-    def lingering(self) -> bool:
-        """Whether every chain has a start waiting (no core can fall idle soon)."""
-        return bool(self.chained) and bool(self.tips) and all(tip.pending for tip in self.tips)
+    def linger_s(self) -> float:
+        """How long the manager may wait before its next turn with no core falling idle: 0 unless
+        every chain has a start waiting, else :data:`LINGER_SHARE` of the time the shortest
+        chain's waiting starts take, at most :data:`LINGER_MAX`."""
+        if not self.chained or not self.tips or self.recent_step_s is None:
+            return 0.0
+        shortest = min(_waiting_in_chain(tip) for tip in self.tips)
+        return min(LINGER_MAX, LINGER_SHARE * shortest * self.recent_step_s)
 
     def note_step_time(self, seconds: float) -> None:
         """An attempt ended after ``seconds``: update the moving average chains are judged by."""
@@ -126,11 +134,12 @@ class Chains:
             self.tips.add(run)
 
     def chain_started(self, run: RunState, pid: int) -> None:
-        """A successor started: record when and as what, count its timeout from now."""
+        """A successor started: record when (as the executor saw it) and as what, count its
+        timeout from now."""
         run.pending = False
         self.chained.discard(run)
         self.taking_back.discard(run)
-        run.attempt_started = time.time()
+        run.attempt_started = run.handle.start or time.time()
         self.recorder.batch.chained_start(run.attempt_id, pid, run.attempt_started)
         self.arm_timeout(run)
 

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable
 
-from ensemble.engine.chain import LINGER_S, Chains
+from ensemble.engine.chain import Chains
 from ensemble.engine.exits import Exits
 from ensemble.engine.lifecycle import Lifecycle
 from ensemble.engine.prefetch import Prefetcher
@@ -67,8 +67,9 @@ class Engine(Chains, Exits, Lifecycle):
         if more_starts is not None:
             wake = min(wake, more_starts)
         self.executor.flush()
-        if self.lingering():
-            time.sleep(LINGER_S)
+        linger = self.linger_s()
+        if linger:
+            time.sleep(linger)
         events = self.reactor.wait(wake)
         for source, run, fd in events:
             if source is Source.STEP:
@@ -230,7 +231,8 @@ class Engine(Chains, Exits, Lifecycle):
                 prefix = " ".join(self.launcher.prefix(step, placement))
                 argv[0] = self.preparer.render_script(argv[0], cwd, run.id, run.run_dir, run.sample, prefix)
             command = self.launcher.command(step, placement, argv, step.batch_script)
-            env = {**self.launcher.env(step, placement), **run_env(self.setup_str, run.id, run.run_dir, run.sample),
+            env = {**self.launcher.env(step, placement),
+                   **run_env(self.setup_str, run.id, run.run_dir, run.sample, run.sample_json),
                    "ENSEMBLE_STEP": str(run.step), "ENSEMBLE_ATTEMPT": str(run.attempts)}
         except Exception as exc:  # noqa: BLE001 - a launch error of any kind fails this run only
             self._raise_if_full(exc)
@@ -244,7 +246,7 @@ class Engine(Chains, Exits, Lifecycle):
         return run, launch, pending
 
     def _record_start(self, run: RunState, command: list[str], chained: bool) -> PendingStart:
-        pending = PendingStart(run.id, run.step, run.attempts, run.attempt_started, command, run.placement.to_list(),
+        pending = PendingStart(run.id, run.step, run.attempts, run.attempt_started, command, run.placement,
                                chained)
         self.recorder.record_start(pending)
         return pending

@@ -43,8 +43,8 @@ class Ledger:
     def load_runs(self, ids: list[int]) -> list[RunState]:
         """Fresh in-memory states of runs from the database (with their attempt counts)."""
         counts = self.store.attempt_counts(ids)
-        return [RunState(run_id, sample, self._steps(stepset, steps), run_dir, step, restarts, counts.get(run_id, 0),
-                         prepared=step > 0)
+        return [RunState(run_id, json.loads(sample), self._steps(stepset, steps), run_dir, step, restarts,
+                         counts.get(run_id, 0), prepared=step > 0, sample_json=sample)
                 for run_id, sample, stepset, steps, run_dir, step, restarts in self.store.runs_to_execute(ids)]
 
     def _steps(self, stepset: int, steps_json: str) -> list[Step]:

@@ -8,12 +8,17 @@ A full file system surfaces as :class:`DiskFull`, never as a traceback.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ensemble.providers.resources import Placement
 from ensemble.store import Store, WriteBatch, is_disk_full
 from ensemble.store.lease import HOST
+
+#: Most commands and placements whose JSON the recorder keeps.
+JSON_CACHE = 4096
 
 
 class LeaseLost(Exception):
@@ -33,7 +38,7 @@ class PendingStart:
     attempt: int
     start: float
     command: list[str]
-    placement: list[dict] | None
+    placement: Placement | None
     #: Recorded as waiting behind another step (a chained start, :mod:`ensemble.engine.chain`).
     chained: bool = False
     attempt_id: int | None = None
@@ -50,6 +55,9 @@ class Recorder:
     starts: list[PendingStart] = field(default_factory=list)
     #: Called after each commit (the executor reaps the attempts whose ends it carried).
     on_commit: Callable[[], None] = lambda: None
+    #: JSON of commands and placements already written: runs of one stepset mostly share their
+    #: command, and a pool hands out few distinct placements.
+    json_of: dict[object, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.batch = WriteBatch(self.manager)
@@ -76,16 +84,25 @@ class Recorder:
                 self.fence()
                 lost = self.store.claim_all(self.manager, self.claims) if self.claims else set()
                 self.store.apply(self.batch)
-                for start in self.starts:
-                    if start.run_id not in lost:
-                        start.attempt_id = self.store.insert_attempt(
-                            start.run_id, start.step, start.attempt, self.manager, HOST, start.start,
-                            start.command, start.placement, start.chained)
+                starts = [s for s in self.starts if s.run_id not in lost]
+                rows = [(s.run_id, s.step, s.attempt, s.start, self._json(tuple(s.command), s.command),
+                         None if s.placement is None else self._json(s.placement, s.placement.to_list()), s.chained)
+                        for s in starts]
+                for start, attempt_id in zip(starts, self.store.insert_attempts(self.manager, HOST, rows)):
+                    start.attempt_id = attempt_id
         self.batch.clear()
         self.claims.clear()
         self.starts = []
         self.on_commit()
         return lost
+
+    def _json(self, key: object, value: object) -> str:
+        text = self.json_of.get(key)
+        if text is None:
+            if len(self.json_of) >= JSON_CACHE:
+                self.json_of.clear()
+            text = self.json_of[key] = json.dumps(value)
+        return text
 
     def heartbeat(self) -> None:
         with self.guard(), self.store.transaction():

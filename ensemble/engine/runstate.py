@@ -109,6 +109,8 @@ class RunState:
     pending: bool = False
     after: RunState | None = None
     successor: RunState | None = None
+    #: The sample as the database holds it (JSON text), for each step's environment.
+    sample_json: str | None = None
 
     @property
     def current(self) -> Step:

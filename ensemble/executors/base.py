@@ -34,6 +34,8 @@ class Handle:
     """A started step as its executor tracks it (executors subclass it)."""
 
     pid: int | None = None
+    #: When the attempt really began (``time.time()``), where the executor knows it.
+    start: float | None = None
 
 
 class Executor(ABC):

@@ -12,7 +12,7 @@
  *        {"op":"cancel","id":8}                    cancel a chained start if it still waits
  *        {"op":"reap","ids":[7,8]}                 their ends are recorded: collect the zombies
  *   out: {"op":"ready","pid":4242}
- *        {"op":"started","id":7,"pid":4301}
+ *        {"op":"started","id":7,"pid":4301,"start":1765100000.120}
  *        {"op":"exit","id":7,"code":0,"pid":4301,"end":1765100000.123}   minus N: killed by signal N
  *        {"op":"exit","id":7,"error":"[Errno 2] No such file or directory: 'x'"}
  *        {"op":"cancelled","id":8}                 a chained start that never started
@@ -469,6 +469,8 @@ static int start(jv *msg) {
     if (err < 0) { send_error(key, "stderr", errno, err_v->str); close(out); free(argv); return 0; }
     char **envp = build_env(env);
     pid_t pid = -1;
+    struct timespec began;
+    clock_gettime(CLOCK_REALTIME, &began);
     int rc = spawn_program(&pid, argv, envp, cwd->str, out, err);
     free_env(envp, env);
     close(out);
@@ -493,7 +495,8 @@ static int start(jv *msg) {
     snprintf(a->needle, needle_size, "ENSEMBLE_LAUNCH=%s", tag->str);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)pid};
     if (pidfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, pidfd, &ev) != 0) _exit(71);
-    out_fmt("{\"op\":\"started\",\"id\":%lld,\"pid\":%d}\n", key, (int)pid);
+    out_fmt("{\"op\":\"started\",\"id\":%lld,\"pid\":%d,\"start\":%lld.%06ld}\n", key, (int)pid,
+            (long long)began.tv_sec, began.tv_nsec / 1000);
     return 1;
 }
 

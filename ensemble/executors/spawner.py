@@ -254,7 +254,7 @@ class SpawnerExecutor(LocalExecutor):
             elif handle is None:
                 continue
             elif op == "started":
-                handle.pid = message.get("pid")
+                handle.pid, handle.start = message.get("pid"), message.get("start")
                 self.new_pids.append((handle, handle.pid))
             elif op == "cancelled":
                 handle.cancelled = True

@@ -64,14 +64,17 @@ def load_interface(path: str | Path) -> ModuleType:
 
 
 def run_env(setup_dir: str, run_id: int | None = None, run_dir: str | None = None,
-            sample: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """Environment variables describing a run to the application."""
+            sample: Mapping[str, Any] | None = None, sample_json: str | None = None) -> dict[str, str]:
+    """Environment variables describing a run to the application (``sample_json``: the sample's
+    JSON text where it is at hand, used as it is)."""
     env = {ENV_SETUP_DIR: setup_dir}
     if run_id is not None:
         env[ENV_RUN_ID] = str(run_id)
     if run_dir is not None:
         env[ENV_RUN_DIR] = run_dir
-    if sample is not None:
+    if sample_json is not None:
+        env[ENV_SAMPLE] = sample_json
+    elif sample is not None:
         env[ENV_SAMPLE] = json.dumps(sample)
     return env
 

@@ -1,7 +1,6 @@
 """What managers write and read while they execute: leases, inbox bookkeeping, claims, attempts."""
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -108,15 +107,22 @@ class ExecutionQueries:
             self.conn.execute("UPDATE runs SET claimed_by=? WHERE id=?", (manager, run_id))
         return ids
 
-    def insert_attempt(self, run_id: int, step: int, attempt: int, manager: str, host: str, start: float,
-                       command: list[str], placement: list[dict] | None, chained: bool = False) -> int:
-        """Record an attempt before its process starts; return the attempt's row id.  A chained
-        attempt (waiting behind another step) has the outcome :data:`CHAINED` until it starts."""
-        return self.conn.execute(
-            "INSERT INTO attempts(run_id, step, attempt, manager, host, start, command, placement, outcome) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, step, attempt, manager, host, start, json.dumps(command),
-             None if placement is None else json.dumps(placement), CHAINED if chained else None)).lastrowid
+    def insert_attempts(self, manager: str, host: str, rows: list[tuple]) -> list[int]:
+        """Record attempts before their processes start, in one statement per chunk; return their
+        row ids in the order of ``rows``: ``(run_id, step, attempt, start, command JSON, placement
+        JSON or None, chained)``.  A chained attempt (waiting behind another step) has the outcome
+        :data:`CHAINED` until it starts.  Inside the writer's transaction (``BEGIN IMMEDIATE``)
+        nobody else inserts, so the ids are the next ones after the largest."""
+        if not rows:
+            return []
+        first = self.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM attempts").fetchone()[0]
+        ids = list(range(first, first + len(rows)))
+        self.conn.executemany(
+            "INSERT INTO attempts(id, run_id, step, attempt, manager, host, start, command, placement, outcome) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(i, run_id, step, attempt, manager, host, start, command, placement, CHAINED if chained else None)
+             for i, (run_id, step, attempt, start, command, placement, chained) in zip(ids, rows)])
+        return ids
 
     def recover_orphans(self, now: float) -> tuple[int, int]:
         """Close attempts and free runs of managers that hold no lease; return (attempts, runs)."""

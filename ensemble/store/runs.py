@@ -200,12 +200,13 @@ class RunQueries:
             rows = sorted(self._rows_for_ids(sql + " WHERE r.id IN ({marks})", run_ids))
         return [_run_row(r) for r in rows]
 
-    def runs_to_execute(self, run_ids: Sequence[int]) -> list[tuple[int, Any, int, str, str, int, int]]:
-        """What an engine needs of each run, in id order: ``(id, sample, stepset id, steps JSON,
-        run_dir, step, restarts)``; runs share their stepset's JSON, which the engine decodes once."""
+    def runs_to_execute(self, run_ids: Sequence[int]) -> list[tuple[int, str, int, str, str, int, int]]:
+        """What an engine needs of each run, in id order: ``(id, sample JSON, stepset id, steps
+        JSON, run_dir, step, restarts)``; runs share their stepset's JSON, which the engine decodes
+        once, and the sample's text goes to each step's environment as it is."""
         sql = ("SELECT r.id, r.sample, r.stepset, s.steps, r.run_dir, r.step, r.restarts FROM runs r "
                "JOIN stepsets s ON s.id = r.stepset WHERE r.id IN ({marks})")
-        return [(r[0], json.loads(r[1]), *r[2:]) for r in sorted(self._rows_for_ids(sql, run_ids))]
+        return sorted(self._rows_for_ids(sql, run_ids))
 
     def attempts(self, run_id: int | None = None) -> list[dict[str, Any]]:
         job = "job" if self.schema_version >= 2 else "NULL"
