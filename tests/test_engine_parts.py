@@ -235,6 +235,25 @@ def test_the_starts_of_a_flush_are_recorded_in_order_with_their_own_commands_and
     assert first.to_list() != second.to_list()
 
 
+def test_a_chained_attempt_gets_its_start_and_end_whether_they_come_in_one_flush_or_two(store):
+    recorder = Recorder(store, lease_for(store))
+    both, apart = PendingStart(1, 0, 1, 1.0, ["true"], None, chained=True), PendingStart(2, 0, 1, 1.0, ["true"], None,
+                                                                                         chained=True)
+    for start in (both, apart):
+        recorder.claim(start.run_id)
+        recorder.record_start(start)
+    recorder.flush()
+    recorder.batch.chained_start(both.attempt_id, 101, 5.0)
+    recorder.batch.end_attempt(both.attempt_id, 6.0, 0, None, "success")
+    recorder.batch.chained_start(apart.attempt_id, 102, 5.5)
+    recorder.flush()
+    recorder.batch.end_attempt(apart.attempt_id, 7.0, None, 9, "failure")
+    recorder.flush()
+    rows = {a["run_id"]: (a["pid"], a["start"], a["end"], a["exit_code"], a["signal"], a["outcome"])
+            for a in store.attempts()}
+    assert rows == {1: (101, 5.0, 6.0, 0, None, "success"), 2: (102, 5.5, 7.0, None, 9, "failure")}
+
+
 def test_claim_next_gives_disjoint_batches(store):
     a, b = Recorder(store, lease_for(store)), Recorder(store, lease_for(store))
     first, second = a.claim_next(2, set()), b.claim_next(2, set())

@@ -673,12 +673,13 @@ static void reap_doomed(pid_t pid) {
     }
 }
 
+static char children_path[64]; /* this process's children, set once at start */
+
 /* Kill what the ended attempt left behind outside its group; reap dead orphans of earlier ones. */
 static void sweep(const attempt *ended) {
     if (!subreaper) return;
-    char path[64], buf[65536];
-    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char buf[65536];
+    int fd = open(children_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return;
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
@@ -739,6 +740,7 @@ int main(int argc, char **argv) {
     fcntl(1, F_SETFD, FD_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
     if (devnull < 0 || epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &ev) != 0) return 71;
+    snprintf(children_path, sizeof children_path, "/proc/self/task/%d/children", (int)getpid());
     out_fmt("{\"op\":\"ready\",\"pid\":%d}\n", (int)getpid());
     char *in = NULL;
     size_t in_len = 0, in_cap = 0;

@@ -159,7 +159,7 @@ class ExecutionQueries:
 
     def apply(self, batch: WriteBatch) -> None:
         """Execute a :class:`WriteBatch`'s statements (inside a transaction), in its fixed order."""
-        for sql, rows in batch.ops.items():
+        for sql, rows in batch.statements():
             if rows:
                 self.conn.executemany(sql, rows)
 
