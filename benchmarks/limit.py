@@ -15,7 +15,7 @@ fresh process, the measurements taken in turn (one of each per round):
   one-run CLI figure of ``throughput.py``);
 * **floor, Python**: a tight loop doing exactly the per-run file-system work ``ensemble`` does
   (measured with ``strace``: ``mkdir runs/<id>``; ``ensemble.step0.attempt1.out`` and ``.err``
-  created with ``O_EXCL``; an ``open`` of the run's ``ensemble_result.json``, which is not there)
+  created with ``O_EXCL``; an ``access`` check of the run's ``ensemble_result.json``, which is not there)
   and starting the step as ``ensemble`` does (``os.posix_spawn`` in a new session, the two log
   files as stdout and stderr, ``/dev/null`` as stdin), with as many in flight as ``ensemble``
   uses (the cores), reaped with ``os.wait``;
@@ -71,7 +71,7 @@ int main(int argc, char **argv) {
         int err = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (out < 0 || err < 0) return 5;
         snprintf(path, sizeof path, "runs/%d/ensemble_result.json", i);
-        if (open(path, O_RDONLY | O_CLOEXEC) >= 0) return 7;
+        if (access(path, F_OK) == 0) return 7;
         posix_spawn_file_actions_t actions;
         posix_spawnattr_t attr;
         posix_spawn_file_actions_init(&actions);
@@ -112,10 +112,8 @@ def python_loop(n: int, parallel: int) -> None:
             (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, err, 2)])
         os.close(out)
         os.close(err)
-        try:
-            os.close(os.open(f"{run_dir}/ensemble_result.json", os.O_RDONLY | os.O_CLOEXEC))
-        except FileNotFoundError:
-            pass
+        if os.access(f"{run_dir}/ensemble_result.json", os.F_OK):
+            raise RuntimeError(f"{run_dir}/ensemble_result.json exists")
         running += 1
     while running:
         os.wait()

@@ -46,27 +46,25 @@ class Exits:
             self.channel_runs.pop(handle, None)
         else:
             self.reactor.unwatch(fd)
-        lost, error = self.executor.lost(handle), self.executor.start_error(handle)
-        ended = self.executor.ended_at(handle)
-        code = self.executor.reap(handle)
-        self.executor.sweep(handle)
+        ending = self.executor.collect(handle)
         for timer in run.timers:
             self.reactor.cancel(timer)
         run.timers.clear()
         if not self.pass_placement(run):
             self.pool.release(run.placement)
         run.placement = None
-        if lost:
+        if ending.lost:
             self._step_done(run, None, Outcome.INTERRUPTED, "how it ended is unknown: its node's worker, its "
                             "keeper or its allocation is gone")
-        elif error is not None:
-            self._step_done(run, None, Outcome.LAUNCH_ERROR, f"step {run.step} could not start: {error}")
+        elif ending.error is not None:
+            self._step_done(run, None, Outcome.LAUNCH_ERROR, f"step {run.step} could not start: {ending.error}")
         else:
+            code = ending.code
             if code != 0 and run.kill_reason is None and self.state is EngineState.INTERRUPTING:
                 # Ended badly while the manager is interrupted (Slurm signals every step of the job
                 # at once): the interruption, not the run, is to blame; it runs again later.
                 run.kill_reason = KillReason.INTERRUPTED
-            self._step_done(run, code, outcome_of(code, run.kill_reason, self.config.abort_on), None, ended)
+            self._step_done(run, code, outcome_of(code, run.kill_reason, self.config.abort_on), None, ending.at)
 
     def watch_channels(self) -> None:
         """Watch the executor's channels (at start) and take its lost nodes out of the pool."""

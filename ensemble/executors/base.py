@@ -4,7 +4,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ensemble.providers.resources import Placement
 from ensemble.spec import Step
@@ -28,6 +28,19 @@ class Launch:
     tag: str
     #: Log files already open (made ahead of launch); the executor takes them over and closes them.
     logs: tuple[int, int] | None = None
+
+
+class Ending(NamedTuple):
+    """How a collected attempt ended."""
+
+    #: The exit code, or minus the signal that killed it (meaningless when ``lost`` or ``error``).
+    code: int
+    #: When it ended, where the executor knows it better than the time it is collected.
+    at: float | None
+    #: Its end is unknown: its node's agent died (not the step's fault).
+    lost: bool
+    #: Why an attempt started asynchronously never ran.
+    error: str | None
 
 
 class Handle:
@@ -77,6 +90,13 @@ class Executor(ABC):
     @abstractmethod
     def reap(self, handle: Handle) -> int:
         """Collect an ended attempt: its exit code, or minus the signal that killed it."""
+
+    def collect(self, handle: Handle) -> Ending:
+        """Collect an ended attempt (reaped, what it left behind swept): how and when it ended."""
+        lost, error, at = self.lost(handle), self.start_error(handle), self.ended_at(handle)
+        code = self.reap(handle)
+        self.sweep(handle)
+        return Ending(code, at, lost, error)
 
     def committed(self) -> None:  # noqa: B027 - only executors that hold ended attempts back need it
         """The ends collected so far are recorded in the database (called after each flush)."""

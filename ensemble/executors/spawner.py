@@ -37,7 +37,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ensemble.executors.base import Handle, Launch
+from ensemble.executors.base import Ending, Handle, Launch
 from ensemble.executors.local import ENV_LAUNCH, LocalExecutor, process_environ
 from ensemble.executors.procs import children
 from ensemble.executors.wire import READ_SIZE, Lines, encode
@@ -334,6 +334,12 @@ class SpawnerExecutor(LocalExecutor):
             self.held.append(handle)
             self.handles.pop(handle.key, None)
         return handle.code if handle.code is not None else -signal.SIGKILL
+
+    def collect(self, handle: Handle) -> Ending:
+        """The spawner's attempts carry their end with them (and the spawner sweeps after each)."""
+        if not isinstance(handle, SpawnHandle):
+            return super().collect(handle)
+        return Ending(self.reap(handle), handle.end, handle.lost, handle.error)
 
     def lost(self, handle: Handle) -> bool:
         return handle.lost if isinstance(handle, SpawnHandle) else super().lost(handle)

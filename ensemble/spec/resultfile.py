@@ -27,8 +27,11 @@ def read_result_file(run_dir: str, name: str | None) -> str | None:
     """The result file's JSON as compact text, or None when there is none (or ``name`` is None)."""
     if name is None:
         return None
+    path = os.path.join(run_dir, name)
+    if not os.access(path, os.F_OK):  # the usual miss: one system call, no exception
+        return None
     try:
-        fd = os.open(os.path.join(run_dir, name), os.O_RDONLY | os.O_CLOEXEC)  # the usual miss costs no file object
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         with open(fd, "rb") as stream:
             data = stream.read(MAX_RESULT_BYTES + 1)
     except FileNotFoundError:
