@@ -235,6 +235,23 @@ def test_the_starts_of_a_flush_are_recorded_in_order_with_their_own_commands_and
     assert first.to_list() != second.to_list()
 
 
+def test_managers_flushing_in_turn_get_distinct_attempt_ids(store):
+    mine, other = Recorder(store, lease_for(store)), Recorder(store, lease_for(store))
+    mine.claim(1)
+    other.claim(2)
+    starts = []
+    for attempt in (1, 2, 3):
+        for recorder, run_id in ((mine, 1), (other, 2)):
+            start = PendingStart(run_id, 0, attempt, float(attempt), ["true"], None)
+            recorder.record_start(start)
+            recorder.flush()
+            starts.append(start)
+    rows = {a["id"]: (a["run_id"], a["attempt"], a["manager"]) for a in store.attempts()}
+    assert len(rows) == 6 and sorted(rows) == sorted(s.attempt_id for s in starts)
+    assert [rows[s.attempt_id] for s in starts] == [
+        (s.run_id, s.attempt, (mine if s.run_id == 1 else other).manager) for s in starts]
+
+
 def test_a_chained_attempt_gets_its_start_and_end_whether_they_come_in_one_flush_or_two(store):
     recorder = Recorder(store, lease_for(store))
     both, apart = PendingStart(1, 0, 1, 1.0, ["true"], None, chained=True), PendingStart(2, 0, 1, 1.0, ["true"], None,
