@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ensemble.executors.base import Executor, Handle, Launch
+from ensemble.executors.base import Ending, Executor, Handle, Launch
 from ensemble.launchers.base import Launcher
 from ensemble.providers.resources import Placement
 from ensemble.spec import Step
@@ -70,14 +70,12 @@ class RoutedExecutor(Executor):
         return self.owner[handle].reap(handle)
 
     def sweep(self, handle: Handle) -> int:
-        """The last call about an attempt (the engine reaps, then sweeps): its owner is forgotten."""
+        """The last call about an attempt at shutdown (reaped, then swept): its owner is forgotten."""
         return self.owner.pop(handle).sweep(handle)
 
-    def lost(self, handle: Handle) -> bool:
-        return self.owner[handle].lost(handle)
-
-    def start_error(self, handle: Handle) -> str | None:
-        return self.owner[handle].start_error(handle)
+    def collect(self, handle: Handle) -> Ending:
+        """The last call about an ended attempt: its owner collects it and is forgotten."""
+        return self.owner.pop(handle).collect(handle)
 
     def flush(self) -> None:
         self.wide.flush()

@@ -341,15 +341,6 @@ class SpawnerExecutor(LocalExecutor):
             return super().collect(handle)
         return Ending(self.reap(handle), handle.end, handle.lost, handle.error)
 
-    def lost(self, handle: Handle) -> bool:
-        return handle.lost if isinstance(handle, SpawnHandle) else super().lost(handle)
-
-    def start_error(self, handle: Handle) -> str | None:
-        return handle.error if isinstance(handle, SpawnHandle) else super().start_error(handle)
-
-    def ended_at(self, handle: Handle) -> float | None:
-        return handle.end if isinstance(handle, SpawnHandle) else super().ended_at(handle)
-
     def sweep(self, handle: Handle) -> int:
         """The spawner sweeps after each end of its own attempts."""
         return 0 if isinstance(handle, SpawnHandle) else super().sweep(handle)
