@@ -7,6 +7,7 @@ from typing import Any
 
 from ensemble.status import RunStatus
 from ensemble.store.batch import CHAINED, WriteBatch
+from ensemble.store.runs import id_chunks
 
 #: Run ids ``(low, high)``, both included; None: every run.
 RunRange = tuple[int, int] | None
@@ -79,11 +80,10 @@ class ExecutionQueries:
         return {run_id: RunStatus(status) for run_id, status in rows}
 
     def claim_all(self, manager: str, run_ids: Sequence[int]) -> set[int]:
-        """Take queued, unclaimed runs (inside a transaction), one statement per 900; return
-        those not taken (claimed elsewhere, or no longer queued)."""
+        """Take queued, unclaimed runs (inside a transaction), one statement per chunk of ids;
+        return those not taken (claimed elsewhere, or no longer queued)."""
         taken = 0
-        for i in range(0, len(run_ids), 900):
-            chunk = run_ids[i:i + 900]
+        for chunk in id_chunks(run_ids):
             taken += self.conn.execute(
                 f"UPDATE runs SET claimed_by=? WHERE id IN ({','.join('?' * len(chunk))}) AND status=0 "
                 "AND claimed_by IS NULL", (manager, *chunk)).rowcount

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,17 @@ def _page_where(page: RunPage) -> tuple[str, list[Any]]:
 STEPSET_CACHE = 10_000
 
 
+#: Ids bound in one statement, below SQLite's limit on bound parameters (999 in old builds).
+ID_CHUNK = 900
+
+
+def id_chunks(ids: Iterable[int]) -> Iterator[list[int]]:
+    """``ids`` in lists of at most :data:`ID_CHUNK`."""
+    ids = list(ids)
+    for i in range(0, len(ids), ID_CHUNK):
+        yield ids[i:i + ID_CHUNK]
+
+
 class RunQueries:
     """Mixed into :class:`~ensemble.store.Store`: the SQL about runs and attempts."""
 
@@ -139,9 +150,8 @@ class RunQueries:
     def _rows_for_ids(self, sql: str, run_ids: Iterable[int]) -> list[tuple]:
         """Rows of ``sql`` (with ``{marks}`` inside ``IN (...)``) for any number of ids, in chunks
         that stay below SQLite's limit on bound parameters."""
-        ids, rows = list(run_ids), []
-        for i in range(0, len(ids), 900):
-            chunk = ids[i:i + 900]
+        rows = []
+        for chunk in id_chunks(run_ids):
             rows += self.conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk).fetchall()
         return rows
 
