@@ -191,6 +191,21 @@ def assert_post_run_resumes(ens, gate: Path) -> None:
     assert [a["outcome"] for a in ens.attempts(1)] == ["success"]
 
 
+def test_a_run_in_its_post_run_hook_has_its_steps_recorded_as_done(edir):
+    # Between its last step and its completion a run waits for post_run: its step count is in
+    # the database meanwhile, so a manager lost then would not run its steps again.
+    gate = hanging_post_run(edir)
+    ens = create([run(1, sh("true"), sh("true"))], app_interface="iface.py")
+    pid = start_detached(ens, cores=1)
+    wait_for(lambda: Path(run_row(ens, 1)["run_dir"], "post_run_started").exists(), "post_run to start")
+    wait_for(lambda: run_row(ens, 1)["step"] == 2, "the run's two steps to be recorded while post_run runs")
+    assert run_row(ens, 1)["status"] is RunStatus.QUEUED and run_row(ens, 1)["claimed_by"]
+    gate.touch()
+    wait_manager_exit(ens, pid)
+    assert run_row(ens, 1)["status"] is RunStatus.SUCCESS and run_row(ens, 1)["result"] == "finished"
+    assert [a["outcome"] for a in ens.attempts(1)] == ["success", "success"]
+
+
 def test_sigterm_interrupts_a_hanging_hook_and_resume_finishes_it(edir):
     # An interrupt kills a post_run hook still in flight (the manager never waits for it), gives
     # the run back to the queue with its steps done, and a later execution runs post_run again.
